@@ -1,0 +1,214 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/nomad/helper/pluginutils/hclspecutils"
+	"github.com/hashicorp/nomad/helper/pluginutils/hclutils"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+)
+
+// parseTask runs a job's config block through the same path the Nomad client
+// uses: HCL -> hclspec -> msgpack -> TaskConfig.
+func parseTask(t *testing.T, body string) (TaskConfig, error) {
+	t.Helper()
+	var tc TaskConfig
+	err := parseSpec(t, TaskSpec, "config {\n"+body+"\n}", &tc)
+	return tc, err
+}
+
+func parseSpec(t *testing.T, spec *hclspec.Spec, src string, out interface{}) error {
+	t.Helper()
+	dec, diags := hclspecutils.Convert(spec)
+	if diags.HasErrors() {
+		t.Fatalf("convert spec: %v", diags)
+	}
+	val, diags, errs := hclutils.ParseHclInterface(hclutils.HclConfigToInterface(t, src), dec, nil)
+	if diags.HasErrors() {
+		return errors.Join(errs...)
+	}
+	dtc := &drivers.TaskConfig{}
+	if err := dtc.EncodeDriverConfig(val); err != nil {
+		return err
+	}
+	return dtc.DecodeDriverConfig(out)
+}
+
+func TestTaskConfigDefaults(t *testing.T) {
+	tc, err := parseTask(t, `executable = "local/Game.sh"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := TaskConfig{Executable: "local/Game.sh", Resolution: "1920x1080", Depth: 24, Render: RenderVulkan,
+		RenderOffscreen: true, StreamerID: DefaultStreamerID, UnrealFlags: true}
+	if tc.Executable != want.Executable || tc.Resolution != want.Resolution || tc.Depth != want.Depth ||
+		tc.Render != want.Render || tc.RenderOffscreen != want.RenderOffscreen || tc.StreamerID != want.StreamerID ||
+		tc.UnrealFlags != want.UnrealFlags || len(tc.Args) != 0 {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", tc, want)
+	}
+	if err := tc.Validate(); err != nil {
+		t.Fatalf("defaults must validate: %v", err)
+	}
+}
+
+func TestTaskConfigGood(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		args []string // AppArgs("ws://127.0.0.1:1")
+	}{
+		{"vulkan full", `executable = "local/MyGame/MyGame.sh"
+args = ["-AudioMixer"]
+resolution = "1280x720"
+render = "vulkan"`,
+			[]string{"-AudioMixer", "-RenderOffScreen", "-Vulkan", "-ResX=1280", "-ResY=720", "-ForceRes",
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
+		{"opengl onscreen custom id", `executable = "/opt/game/run.sh"
+render = "opengl"
+render_offscreen = false
+streamer_id = "lobby-7"`,
+			[]string{"-OpenGL", "-ResX=1920", "-ResY=1080", "-ForceRes",
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingID=lobby-7"}},
+		{"render none", `executable = "a"
+render = "none"
+resolution = "640X480"`,
+			[]string{"-RenderOffScreen", "-ResX=640", "-ResY=480", "-ForceRes",
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
+		{"not unreal", `executable = "/usr/bin/glxgears"
+args = ["-info"]
+unreal_flags = false`, []string{"-info"}},
+		{"depth 16", `executable = "a"
+depth = 16
+unreal_flags = false`, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tc, err := parseTask(t, c.body)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if err := tc.Validate(); err != nil {
+				t.Fatalf("validate: %v", err)
+			}
+			got := tc.AppArgs("ws://127.0.0.1:1")
+			if strings.Join(got, " ") != strings.Join(c.args, " ") {
+				t.Fatalf("AppArgs:\n got %q\nwant %q", got, c.args)
+			}
+		})
+	}
+}
+
+func TestTaskConfigBad(t *testing.T) {
+	cases := []struct {
+		name  string
+		body  string
+		field string // the error must name it
+		hint  string // and say what would be right
+	}{
+		{"missing executable", `args = ["x"]`, "executable", ""},
+		{"empty executable", `executable = ""`, "executable", "relative to the task dir"},
+		{"blank executable", `executable = "   "`, "executable", "relative to the task dir"},
+		{"render unknown", `executable = "a"
+render = "directx"`, "render", `"vulkan", "opengl" or "none"`},
+		{"render case", `executable = "a"
+render = "Vulkan"`, "render", `"vulkan"`},
+		{"resolution word", `executable = "a"
+resolution = "abc"`, "resolution", "1920x1080"},
+		{"resolution zero", `executable = "a"
+resolution = "0x0"`, "resolution", "between 64 and 16384"},
+		{"resolution huge", `executable = "a"
+resolution = "100000x1"`, "resolution", "between 64 and 16384"},
+		{"resolution negative", `executable = "a"
+resolution = "-1920x1080"`, "resolution", "between"},
+		{"resolution one number", `executable = "a"
+resolution = "1920"`, "resolution", "WIDTHxHEIGHT"},
+		{"resolution odd", `executable = "a"
+resolution = "1921x1080"`, "resolution", "1920x1080"},
+		{"resolution float", `executable = "a"
+resolution = "1920.5x1080"`, "resolution", "WIDTHxHEIGHT"},
+		{"depth 32", `executable = "a"
+depth = 32`, "depth", "24"},
+		{"depth zero", `executable = "a"
+depth = 0`, "depth", "24"},
+		{"streamer id spaces", `executable = "a"
+streamer_id = "my streamer"`, "streamer_id", "letters, digits"},
+		{"streamer id empty", `executable = "a"
+streamer_id = ""`, "streamer_id", "DefaultStreamer"},
+		{"streamer id too long", `executable = "a"
+streamer_id = "` + strings.Repeat("x", 65) + `"`, "streamer_id", "1 to 64"},
+		{"args wrong type", `executable = "a"
+args = "-AudioMixer"`, "args", ""},
+		{"unknown field", `executable = "a"
+resolutoin = "1280x720"`, "resolutoin", ""},
+		{"render wrong type", `executable = "a"
+render = ["vulkan"]`, "render", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tc, err := parseTask(t, c.body)
+			if err == nil {
+				err = tc.Validate()
+			}
+			if err == nil {
+				t.Fatalf("accepted %+v", tc)
+			}
+			if !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("error does not name %q: %v", c.field, err)
+			}
+			if c.hint != "" && !strings.Contains(err.Error(), c.hint) {
+				t.Fatalf("error does not say %q: %v", c.hint, err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryField(t *testing.T) {
+	tc := TaskConfig{Resolution: "abc", Depth: 7, Render: "dx", StreamerID: ""}
+	err := tc.Validate()
+	for _, field := range []string{"executable", "resolution", "depth", "render", "streamer_id"} {
+		if err == nil || !strings.Contains(err.Error(), field+":") {
+			t.Errorf("error does not report %s: %v", field, err)
+		}
+	}
+}
+
+func TestPluginConfig(t *testing.T) {
+	cases := []struct {
+		name  string
+		body  string
+		field string // "" = valid
+	}{
+		{"defaults", ``, ""},
+		{"custom", `xvfb_path = "/usr/bin/Xvfb"
+allow_root = true
+runtime_dir = "/run/ps"`, ""},
+		{"relative runtime dir", `runtime_dir = "run/ps"`, "runtime_dir"},
+		{"long runtime dir", `runtime_dir = "/var/lib/nomad/alloc/0123456789abcdef0123456789abcdef/pixelstream"`, "runtime_dir"},
+		{"empty xvfb", `xvfb_path = ""`, "xvfb_path"},
+		{"allow_root string", `allow_root = "maybe"`, "allow_root"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var pc PluginConfig
+			err := parseSpec(t, PluginSpec, "config {\n"+c.body+"\n}", &pc)
+			if err == nil {
+				err = pc.Validate()
+			}
+			if c.field == "" {
+				if err != nil {
+					t.Fatalf("rejected: %v", err)
+				}
+				if pc.XvfbPath == "" || pc.RuntimeDir == "" {
+					t.Fatalf("defaults not applied: %+v", pc)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("want an error naming %s, got %v", c.field, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,76 @@
+// Package config holds the driver's two configurations: the plugin block in
+// the Nomad agent's configuration and the task's `config` block in a job. It
+// defines their HCL schemas, defaults and validation; both the driver and the
+// session supervisor import it, so it depends on nothing else of the project.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+)
+
+// PluginName is the driver's name in job specs (`driver = "pixelstream"`).
+const PluginName = "pixelstream"
+
+// DefaultRuntimeDir keeps unix socket paths short: Nomad's alloc dirs are long
+// enough that sockets inside them can exceed the 108-byte sun_path limit.
+const DefaultRuntimeDir = "/run/pixelstream"
+
+// maxRuntimeDirLen leaves room under the 108-byte sun_path limit for the
+// per-task directory (18 bytes) and the deepest socket a session creates
+// (audio's "xdg/pulse/native" and similar, about 30 bytes).
+const maxRuntimeDirLen = 56
+
+// PluginConfig is the agent's `plugin "nomad-driver-pixelstream" { config {...} }` block.
+type PluginConfig struct {
+	// XvfbPath is the Xvfb binary; a bare name is looked up on PATH.
+	XvfbPath string `codec:"xvfb_path"`
+	// AllowRoot lets tasks run as root. Unreal refuses to run as root and a
+	// root session would own the node's display and audio stack, so it is off.
+	AllowRoot bool `codec:"allow_root"`
+	// RuntimeDir is where per-task runtime files live (sockets, X authority,
+	// audio runtime dirs). It must be short; see maxRuntimeDirLen.
+	RuntimeDir string `codec:"runtime_dir"`
+}
+
+// PluginSpec is the HCL schema of PluginConfig.
+var PluginSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+	"xvfb_path": hclspec.NewDefault(
+		hclspec.NewAttr("xvfb_path", "string", false),
+		hclspec.NewLiteral(`"Xvfb"`),
+	),
+	"allow_root": hclspec.NewDefault(
+		hclspec.NewAttr("allow_root", "bool", false),
+		hclspec.NewLiteral(`false`),
+	),
+	"runtime_dir": hclspec.NewDefault(
+		hclspec.NewAttr("runtime_dir", "string", false),
+		hclspec.NewLiteral(`"`+DefaultRuntimeDir+`"`),
+	),
+})
+
+// DefaultPluginConfig is what the plugin runs with before SetConfig arrives.
+func DefaultPluginConfig() PluginConfig {
+	return PluginConfig{XvfbPath: "Xvfb", RuntimeDir: DefaultRuntimeDir}
+}
+
+// Validate checks the plugin configuration and names the field at fault.
+func (c *PluginConfig) Validate() error {
+	var errs []error
+	if c.XvfbPath == "" {
+		errs = append(errs, errors.New(`plugin config xvfb_path: must not be empty; use "Xvfb" to look it up on PATH or an absolute path`))
+	}
+	switch {
+	case c.RuntimeDir == "":
+		errs = append(errs, fmt.Errorf("plugin config runtime_dir: must not be empty; the default is %q", DefaultRuntimeDir))
+	case !filepath.IsAbs(c.RuntimeDir):
+		errs = append(errs, fmt.Errorf("plugin config runtime_dir: %q must be an absolute path such as %q", c.RuntimeDir, DefaultRuntimeDir))
+	case len(c.RuntimeDir) > maxRuntimeDirLen:
+		errs = append(errs, fmt.Errorf("plugin config runtime_dir: %q is %d bytes; keep it at most %d so unix socket paths under it stay below the 108-byte limit",
+			c.RuntimeDir, len(c.RuntimeDir), maxRuntimeDirLen))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,163 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+)
+
+// Render modes of the task config's `render` field.
+const (
+	RenderVulkan = "vulkan"
+	RenderOpenGL = "opengl"
+	RenderNone   = "none"
+)
+
+// DefaultStreamerID is the id Unreal's Pixel Streaming plugin uses by default.
+const DefaultStreamerID = "DefaultStreamer"
+
+// Resolution bounds. The upper bound is 8K-class displays with headroom
+// (Unreal and the encoders top out well below it); the lower bound keeps the
+// encoders' minimum frame sizes.
+const (
+	minDimension = 64
+	maxDimension = 16384
+)
+
+// TaskConfig is a job's `config { ... }` block for a pixelstream task.
+type TaskConfig struct {
+	Executable      string   `codec:"executable"`
+	Args            []string `codec:"args"`
+	Resolution      string   `codec:"resolution"`
+	Depth           int      `codec:"depth"`
+	Render          string   `codec:"render"`
+	RenderOffscreen bool     `codec:"render_offscreen"`
+	StreamerID      string   `codec:"streamer_id"`
+	UnrealFlags     bool     `codec:"unreal_flags"`
+}
+
+// TaskSpec is the HCL schema of TaskConfig.
+var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+	"executable": hclspec.NewAttr("executable", "string", true),
+	"args":       hclspec.NewAttr("args", "list(string)", false),
+	"resolution": hclspec.NewDefault(
+		hclspec.NewAttr("resolution", "string", false),
+		hclspec.NewLiteral(`"1920x1080"`),
+	),
+	"depth": hclspec.NewDefault(
+		hclspec.NewAttr("depth", "number", false),
+		hclspec.NewLiteral(`24`),
+	),
+	"render": hclspec.NewDefault(
+		hclspec.NewAttr("render", "string", false),
+		hclspec.NewLiteral(`"vulkan"`),
+	),
+	"render_offscreen": hclspec.NewDefault(
+		hclspec.NewAttr("render_offscreen", "bool", false),
+		hclspec.NewLiteral(`true`),
+	),
+	"streamer_id": hclspec.NewDefault(
+		hclspec.NewAttr("streamer_id", "string", false),
+		hclspec.NewLiteral(`"`+DefaultStreamerID+`"`),
+	),
+	"unreal_flags": hclspec.NewDefault(
+		hclspec.NewAttr("unreal_flags", "bool", false),
+		hclspec.NewLiteral(`true`),
+	),
+})
+
+// Resolution is a parsed WIDTHxHEIGHT.
+type Resolution struct{ Width, Height int }
+
+func (r Resolution) String() string { return fmt.Sprintf("%dx%d", r.Width, r.Height) }
+
+// ParseResolution parses "WIDTHxHEIGHT" and checks it against what Xvfb, Unreal
+// and the video encoders accept.
+func ParseResolution(s string) (Resolution, error) {
+	w, h, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "x")
+	width, errW := strconv.Atoi(w)
+	height, errH := strconv.Atoi(h)
+	if !ok || errW != nil || errH != nil {
+		return Resolution{}, fmt.Errorf("resolution: %q is not WIDTHxHEIGHT; use for example \"1920x1080\"", s)
+	}
+	r := Resolution{width, height}
+	if width < minDimension || height < minDimension || width > maxDimension || height > maxDimension {
+		return Resolution{}, fmt.Errorf("resolution: %q is out of range; width and height must each be between %d and %d, for example \"1920x1080\"",
+			s, minDimension, maxDimension)
+	}
+	// H.264 and VP8 encoders (NVENC included) work on 2x2 chroma blocks.
+	if width%2 != 0 || height%2 != 0 {
+		return Resolution{}, fmt.Errorf("resolution: %q has an odd dimension; video encoders need even width and height, for example %dx%d",
+			s, width&^1, height&^1)
+	}
+	return r, nil
+}
+
+var validDepths = []int{8, 15, 16, 24, 30}
+
+// streamerIDPattern matches what Unreal accepts on its command line without
+// quoting and what fits in a URL query parameter (?StreamerId=).
+var streamerIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// Validate checks every field that can be judged without the node (the
+// executable's existence is checked by the driver against the task dir) and
+// reports all problems at once, each naming its field.
+func (t *TaskConfig) Validate() error {
+	var errs []error
+	if strings.TrimSpace(t.Executable) == "" {
+		errs = append(errs, errors.New(`executable: must be set to the app to run, relative to the task dir (e.g. "local/MyGame/MyGame.sh") or absolute`))
+	}
+	if _, err := ParseResolution(t.Resolution); err != nil {
+		errs = append(errs, err)
+	}
+	if !slices.Contains(validDepths, t.Depth) {
+		errs = append(errs, fmt.Errorf("depth: %d is not a depth Xvfb supports; use one of %v (24 is what Unreal expects)", t.Depth, validDepths))
+	}
+	switch t.Render {
+	case RenderVulkan, RenderOpenGL, RenderNone:
+	default:
+		errs = append(errs, fmt.Errorf("render: %q is not a render mode; use %q, %q or %q", t.Render, RenderVulkan, RenderOpenGL, RenderNone))
+	}
+	if !streamerIDPattern.MatchString(t.StreamerID) {
+		errs = append(errs, fmt.Errorf("streamer_id: %q must be 1 to 64 letters, digits, '.', '_' or '-' (Unreal's default is %q)", t.StreamerID, DefaultStreamerID))
+	}
+	for i, a := range t.Args {
+		if strings.ContainsRune(a, 0) {
+			errs = append(errs, fmt.Errorf("args[%d]: contains a NUL byte, which no process argument can hold", i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// AppArgs is the app's full argument list: the job's args first (so positional
+// arguments such as a map name stay first, and because Unreal's parser takes
+// the first occurrence of a flag, a job's own -ResX and the like win), then the
+// Pixel Streaming flags built from the config when unreal_flags is on.
+func (t *TaskConfig) AppArgs(streamerURL string) []string {
+	args := append([]string(nil), t.Args...)
+	if !t.UnrealFlags {
+		return args
+	}
+	res, _ := ParseResolution(t.Resolution) // validated before any start
+	if t.RenderOffscreen {
+		args = append(args, "-RenderOffScreen")
+	}
+	switch t.Render {
+	case RenderVulkan:
+		args = append(args, "-Vulkan")
+	case RenderOpenGL:
+		args = append(args, "-OpenGL")
+	}
+	return append(args,
+		"-ResX="+strconv.Itoa(res.Width),
+		"-ResY="+strconv.Itoa(res.Height),
+		"-ForceRes",
+		"-PixelStreamingURL="+streamerURL,
+		"-PixelStreamingID="+t.StreamerID,
+	)
+}
