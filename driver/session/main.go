@@ -1,12 +1,77 @@
 package session
 
 import (
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"strings"
+	"syscall"
 )
 
-// Main runs the session supervisor. STUB.
+// Main is the `session` subcommand: `session --config FILE` runs a
+// supervisor; `session exec --env-file FILE -- CMD...` runs CMD with the
+// session's environment (DISPLAY and the rest), for `nomad alloc exec`.
 func Main(args []string) int {
-	fmt.Fprintln(os.Stderr, "session: not implemented yet")
-	return 2
+	if len(args) > 0 && args[0] == "exec" {
+		return execMain(args[1:])
+	}
+	fs := flag.NewFlagSet("session", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "session config file written by the driver")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(os.Stderr, "session: --config is required; the driver starts this subcommand, users need not")
+		return 2
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "[pixelstream] %v\n", err)
+		return 1
+	}
+	r := Run(cfg, os.Stderr)
+	if r.Signal != 0 {
+		// Die the way the app died so Nomad reports the signal, as it would
+		// for an app it had started itself.
+		sig := syscall.Signal(r.Signal)
+		signalReset(sig)
+		_ = syscall.Kill(os.Getpid(), sig)
+	}
+	return r.ExitCode
+}
+
+func execMain(args []string) int {
+	fs := flag.NewFlagSet("session exec", flag.ContinueOnError)
+	envFile := fs.String("env-file", "", "the session's env file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cmd := fs.Args()
+	if len(cmd) == 0 {
+		fmt.Fprintln(os.Stderr, "session exec: a command is required after --")
+		return 2
+	}
+	env := os.Environ()
+	if b, err := os.ReadFile(*envFile); err == nil {
+		var extra []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "=") {
+				extra = append(extra, line)
+			}
+		}
+		env = mergeEnv(env, extra)
+	} else {
+		// The session may be starting or stopping: run the command anyway,
+		// a shell without DISPLAY is still useful for looking around.
+		fmt.Fprintf(os.Stderr, "pixelstream: session environment not available (%v)\n", err)
+	}
+	path, err := exec.LookPath(cmd[0])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd[0], err)
+		return 127
+	}
+	err = syscall.Exec(path, cmd, env)
+	fmt.Fprintf(os.Stderr, "exec %s: %v\n", cmd[0], err)
+	return 126
 }

@@ -1,0 +1,90 @@
+// Package session is the per-task supervisor: it runs as the task's user
+// under Nomad's executor, brings up the session's components in order
+// (display, then the app), publishes their state on a unix socket for the
+// driver, and tears everything down in reverse when the app ends or the
+// driver asks it to stop.
+package session
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
+)
+
+// Config is everything the driver tells a supervisor. The driver writes it as
+// JSON into the session's runtime dir (mode 0600, owned by the task user),
+// because the executor passes no stdin and argv is world-readable.
+type Config struct {
+	AllocID  string `json:"alloc_id"`
+	TaskName string `json:"task_name"`
+
+	Task config.TaskConfig `json:"task"`
+	// Executable is Task.Executable resolved against the task dir.
+	Executable string `json:"executable"`
+	TaskDir    string `json:"task_dir"`
+	HomeDir    string `json:"home_dir"`
+	// RuntimeDir is short (sun_path limit), owned by the task user, 0700.
+	RuntimeDir string `json:"runtime_dir"`
+	XvfbPath   string `json:"xvfb_path"`
+}
+
+// File names inside the runtime dir, shared by the driver and the supervisor.
+const (
+	ConfigFile = "session.json"
+	SocketFile = "session.sock"
+	EnvFile    = "env"
+	ResultFile = "result.json"
+	AuthFile   = "Xauthority"
+)
+
+// Path joins a file name to the runtime dir.
+func (c *Config) Path(name string) string { return filepath.Join(c.RuntimeDir, name) }
+
+// Write stores the config for the supervisor to load.
+func (c *Config) Write() error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode session config: %w", err)
+	}
+	if err := os.WriteFile(c.Path(ConfigFile), b, 0o600); err != nil {
+		return fmt.Errorf("write session config: %w", err)
+	}
+	return nil
+}
+
+// LoadConfig reads the config the driver wrote.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read session config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode session config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Result is what the supervisor leaves behind when it exits, so the driver
+// can tell a session that failed (a component died) from an app that exited.
+type Result struct {
+	ExitCode int    `json:"exit_code"`
+	Signal   int    `json:"signal,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// ReadResult reads a session's result file.
+func ReadResult(runtimeDir string) (*Result, error) {
+	b, err := os.ReadFile(filepath.Join(runtimeDir, ResultFile))
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode session result: %w", err)
+	}
+	return &r, nil
+}

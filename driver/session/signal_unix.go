@@ -1,0 +1,8 @@
+package session
+
+import (
+	"os/signal"
+	"syscall"
+)
+
+func signalReset(sig syscall.Signal) { signal.Reset(sig) }

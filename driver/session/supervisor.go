@@ -1,0 +1,352 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
+)
+
+// Timeouts of the supervisor's own steps. The app's stop follows the job's
+// kill_timeout instead.
+const (
+	displayStartTimeout = 30 * time.Second
+	// failedComponentGrace is how long the app gets to exit after a component
+	// it depends on died; the session is failing anyway.
+	failedComponentGrace = 5 * time.Second
+	// defaultStopTimeout applies when the stop came as a bare signal from the
+	// executor, which knows the kill_timeout and escalates itself.
+	defaultStopTimeout = 30 * time.Second
+)
+
+// forwardedSignals are passed on to the app's process group.
+var forwardedSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGTSTP}
+
+type supervisor struct {
+	cfg    *Config
+	logger hclog.Logger
+	stderr io.Writer
+	store  *stateStore
+	stopCh chan StopRequest
+	sigCh  chan string
+
+	display  *display.Display
+	streamer net.Listener
+	app      *exec.Cmd
+	appDone  chan struct{}
+	appState *os.ProcessState
+}
+
+// Run brings the session up, supervises it and tears it down. It returns the
+// result the supervisor process should exit with.
+func Run(cfg *Config, stderr io.Writer) *Result {
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name: "pixelstream", Output: stderr, Level: hclog.Info,
+		DisableTime: true, // Nomad's log shipper and the user's terminal add their own
+	})
+	s := &supervisor{cfg: cfg, logger: logger, stderr: stderr, store: newStateStore(cfg.Task.Resolution),
+		stopCh: make(chan StopRequest, 1), sigCh: make(chan string, 4)}
+
+	// Orphans of the app (a launcher script's children) are reparented here
+	// so teardown can find and stop them.
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+	closeState, err := s.serveState(cfg.Path(SocketFile))
+	if err != nil {
+		return s.finish(&Result{ExitCode: 1, Error: err.Error()})
+	}
+	defer closeState()
+
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwardedSignals...)
+	defer signal.Stop(sigs)
+
+	if err := s.start(); err != nil {
+		s.store.emit(EventComponentFailed, err.Error(), nil)
+		s.teardown()
+		return s.finish(&Result{ExitCode: 1, Error: err.Error()})
+	}
+	return s.finish(s.supervise(sigs))
+}
+
+func (s *supervisor) start() error {
+	res, _ := config.ParseResolution(s.cfg.Task.Resolution)
+	ctx, cancel := context.WithTimeout(context.Background(), displayStartTimeout)
+	defer cancel()
+	d, err := display.Start(ctx, display.Config{
+		XvfbPath: s.cfg.XvfbPath, Width: res.Width, Height: res.Height, Depth: s.cfg.Task.Depth,
+		AuthFile: s.cfg.Path(AuthFile), Log: s.stderr, Logger: s.logger.Named("display"),
+	})
+	if err != nil {
+		return fmt.Errorf("start display: %w", err)
+	}
+	s.display = d
+	s.store.setComponent(Component{Name: "xvfb", Pid: d.Pid(), State: "running"})
+	s.store.update(func(st *State) { st.Display = d.Name() })
+	s.store.emit(EventDisplayReady, fmt.Sprintf("Display %s ready (%s)", d.Name(), res), map[string]string{"display": d.Name()})
+
+	// The streamer endpoint: a loopback port chosen now, so it can go into the
+	// app's -PixelStreamingURL before the app starts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the streamer on loopback: %w", err)
+	}
+	s.streamer = ln
+	streamerURL := "ws://" + ln.Addr().String()
+	s.store.update(func(st *State) { st.StreamerURL = streamerURL })
+
+	env := s.sessionEnv()
+	if err := writeEnvFile(s.cfg.Path(EnvFile), env); err != nil {
+		return err
+	}
+	return s.startApp(streamerURL, env)
+}
+
+// sessionEnv is what the session adds to the task's environment for the app
+// and for `nomad alloc exec` shells.
+func (s *supervisor) sessionEnv() []string {
+	env := s.display.Env()
+	return append(env, "HOME="+s.cfg.HomeDir)
+}
+
+func (s *supervisor) startApp(streamerURL string, sessionEnv []string) error {
+	args := s.cfg.Task.AppArgs(streamerURL)
+	cmd := exec.Command(s.cfg.Executable, args...)
+	cmd.Dir = s.cfg.TaskDir
+	cmd.Env = mergeEnv(os.Environ(), sessionEnv)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// Its own process group, so signals reach a launcher script and the
+	// binary it starts alike, and never the supervisor or Xvfb.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start app %s: %w", s.cfg.Executable, err)
+	}
+	s.app = cmd
+	s.appDone = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		s.appState = cmd.ProcessState
+		close(s.appDone)
+	}()
+	pid := cmd.Process.Pid
+	s.store.setComponent(Component{Name: "app", Pid: pid, State: "running"})
+	s.store.update(func(st *State) { st.Phase = PhaseRunning; st.AppPid = pid })
+	s.store.emit(EventAppStarted, fmt.Sprintf("App started (pid %d) on display %s", pid, s.display.Name()),
+		map[string]string{"pid": strconv.Itoa(pid), "args": strings.Join(args, " ")})
+	s.logger.Info("app started", "pid", pid, "executable", s.cfg.Executable, "display", s.display.Name())
+	return nil
+}
+
+// supervise waits for the app to exit, a component to die, or a stop.
+func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
+	for {
+		select {
+		case <-s.appDone:
+			s.teardown()
+			return appResult(s.appState)
+
+		case <-s.display.Done():
+			reason := "Xvfb exited: " + s.display.ExitReason()
+			s.logger.Error("display died, stopping the session", "reason", reason)
+			s.store.setComponent(Component{Name: "xvfb", Pid: s.display.Pid(), State: "dead"})
+			s.store.emit(EventComponentFailed, "Session failed: "+reason, map[string]string{"component": "xvfb"})
+			s.stopApp(syscall.SIGTERM, failedComponentGrace)
+			s.teardown()
+			r := appResult(s.appState)
+			r.Error = reason
+			if r.ExitCode == 0 && r.Signal == 0 {
+				r.ExitCode = 1
+			}
+			return r
+
+		case req := <-s.stopCh:
+			sig := lookupSignal(req.Signal, syscall.SIGTERM)
+			s.store.emit(EventStopRequested, fmt.Sprintf("Stopping app with %s, SIGKILL after %s", signalName(sig), req.Timeout), nil)
+			s.stopApp(sig, req.Timeout)
+			s.teardown()
+			return appResult(s.appState)
+
+		case name := <-s.sigCh:
+			s.signalApp(lookupSignal(name, syscall.SIGINT))
+
+		case sig := <-sigs:
+			// A signal sent to the supervisor itself (the executor's fallback
+			// for stop, or a user's kill) is meant for the app.
+			s.signalApp(sig.(syscall.Signal))
+		}
+	}
+}
+
+func (s *supervisor) signalApp(sig syscall.Signal) {
+	if err := syscall.Kill(-s.app.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		s.logger.Warn("signal app", "signal", signalName(sig), "error", err)
+	}
+}
+
+// stopApp sends sig to the app's group and SIGKILLs it after timeout.
+func (s *supervisor) stopApp(sig syscall.Signal, timeout time.Duration) {
+	if s.app == nil {
+		return
+	}
+	s.store.update(func(st *State) { st.Phase = PhaseStopping })
+	s.signalApp(sig)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-s.appDone:
+	case <-t.C:
+		s.logger.Warn("app did not exit in time, killing it", "signal", signalName(sig), "timeout", timeout)
+		s.signalApp(syscall.SIGKILL)
+		<-s.appDone
+	}
+}
+
+// teardown stops everything but the app, in reverse start order, after the
+// app is gone; it also reaps whatever the app left behind.
+func (s *supervisor) teardown() {
+	s.store.update(func(st *State) { st.Phase = PhaseStopping })
+	if s.app != nil {
+		<-s.appDone
+		// Leftovers in the app's group, and orphans reparented to us.
+		_ = syscall.Kill(-s.app.Process.Pid, syscall.SIGKILL)
+	}
+	killOrphans(s.display)
+	if s.streamer != nil {
+		_ = s.streamer.Close()
+	}
+	if s.display != nil {
+		_ = s.display.Stop(context.Background())
+		s.store.setComponent(Component{Name: "xvfb", Pid: s.display.Pid(), State: "stopped"})
+	}
+	_ = os.Remove(s.cfg.Path(EnvFile))
+}
+
+// killOrphans SIGKILLs processes reparented to the supervisor (it is a child
+// subreaper) other than the display, then reaps them.
+func killOrphans(d *display.Display) {
+	self := os.Getpid()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if d != nil && pid == d.Pid() {
+			continue
+		}
+		if ppid(pid) == self {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(pid, &ws, 0, nil)
+		}
+	}
+}
+
+func ppid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may contain spaces and parentheses; fields start after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+func appResult(ps *os.ProcessState) *Result {
+	if ps == nil {
+		return &Result{ExitCode: 1}
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return &Result{ExitCode: 128 + int(ws.Signal()), Signal: int(ws.Signal())}
+	}
+	return &Result{ExitCode: ps.ExitCode()}
+}
+
+// finish records the result for the driver and logs it.
+func (s *supervisor) finish(r *Result) *Result {
+	s.store.update(func(st *State) { st.Phase = PhaseExited })
+	msg := fmt.Sprintf("App exited with code %d", r.ExitCode)
+	if r.Signal != 0 {
+		msg = fmt.Sprintf("App killed by %s", signalName(syscall.Signal(r.Signal)))
+	}
+	s.store.emit(EventAppExited, msg, nil)
+	if b, err := json.Marshal(r); err == nil {
+		_ = os.WriteFile(s.cfg.Path(ResultFile), b, 0o600)
+	}
+	if r.Error != "" {
+		s.logger.Error("session failed", "error", r.Error)
+	} else {
+		s.logger.Info("session ended", "exit_code", r.ExitCode, "signal", r.Signal)
+	}
+	return r
+}
+
+func mergeEnv(base, overrides []string) []string {
+	keys := map[string]bool{}
+	for _, kv := range overrides {
+		k, _, _ := strings.Cut(kv, "=")
+		keys[k] = true
+	}
+	out := make([]string, 0, len(base)+len(overrides))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if !keys[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, overrides...)
+}
+
+func writeEnvFile(path string, env []string) error {
+	if err := os.WriteFile(path, []byte(strings.Join(env, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write session env file: %w", err)
+	}
+	return nil
+}
+
+func lookupSignal(name string, def syscall.Signal) syscall.Signal {
+	if name == "" {
+		return def
+	}
+	if s := unix.SignalNum(strings.ToUpper(name)); s != 0 {
+		return s
+	}
+	if !strings.HasPrefix(strings.ToUpper(name), "SIG") {
+		if s := unix.SignalNum("SIG" + strings.ToUpper(name)); s != 0 {
+			return s
+		}
+	}
+	return def
+}
+
+func signalName(s syscall.Signal) string {
+	if n := unix.SignalName(s); n != "" {
+		return n
+	}
+	return s.String()
+}
