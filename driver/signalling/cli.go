@@ -1,0 +1,113 @@
+package signalling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Main runs the signalling server standalone (the `signalling` subcommand)
+// until SIGTERM or SIGINT, and returns the process exit code.
+func Main(args []string) int {
+	return run(args, os.Stdout, os.Stderr, nil)
+}
+
+// run is Main with its streams and an optional stop channel, for tests.
+func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
+	fs := flag.NewFlagSet("signalling", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: nomad-driver-pixelstream signalling --player-listen ADDR --streamer-listen ADDR [flags]")
+		fs.PrintDefaults()
+	}
+	playerListen := fs.String("player-listen", "", "host:port of the player page and WebSocket (required, e.g. :80)")
+	streamerListen := fs.String("streamer-listen", "", "host:port of the streamer WebSocket (required, e.g. 127.0.0.1:8888)")
+	sfuListen := fs.String("sfu-listen", "", "host:port of the SFU WebSocket (default: no SFU endpoint)")
+	maxPlayers := fs.Int("max-players", 0, "max players per streamer (0 = unlimited)")
+	token := fs.String("player-token", "", "token players must present (?token=, Authorization: Bearer, or the page's cookie); default none")
+	peerOptions := fs.String("peer-options", "", `peerConnectionOptions JSON sent to peers, e.g. '{"iceServers":[{"urls":["stun:stun.l.google.com:19302"]}]}'`)
+	httpRoot := fs.String("http-root", "", "serve this directory at / instead of the embedded player page")
+	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "signalling: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *token == "" {
+		*token = os.Getenv("PIXELSTREAM_PLAYER_TOKEN")
+	}
+	level := hclog.LevelFromString(*logLevel)
+	if level == hclog.NoLevel {
+		fmt.Fprintf(stderr, "signalling: --log-level %q is not one of trace, debug, info, warn, error\n", *logLevel)
+		return 2
+	}
+	cfg := Config{
+		PlayerListen:   *playerListen,
+		StreamerListen: *streamerListen,
+		SFUListen:      *sfuListen,
+		MaxPlayers:     *maxPlayers,
+		PlayerToken:    *token,
+		HTTPRoot:       *httpRoot,
+		Logger:         hclog.New(&hclog.LoggerOptions{Name: "signalling", Level: level, Output: stderr}),
+	}
+	if *peerOptions != "" {
+		if !json.Valid([]byte(*peerOptions)) {
+			fmt.Fprintf(stderr, "signalling: --peer-options is not valid JSON: %s\n", *peerOptions)
+			return 2
+		}
+		cfg.PeerConnectionOptions = json.RawMessage(*peerOptions)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "signalling: %v\n", err)
+		return 2
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	if err := srv.Start(); err != nil {
+		fmt.Fprintf(stderr, "signalling: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "player http://%s/\n", printable(srv.PlayerAddr()))
+	fmt.Fprintf(stdout, "streamer ws://%s\n", printable(srv.StreamerAddr()))
+	if a := srv.SFUAddr(); a != nil {
+		fmt.Fprintf(stdout, "sfu ws://%s\n", printable(a))
+	}
+	select {
+	case sig := <-sigs:
+		cfg.Logger.Info("stopping", "signal", sig.String())
+	case <-stop:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		cfg.Logger.Warn("shutdown", "error", err)
+	}
+	return 0
+}
+
+// printable turns a wildcard listen address into one a browser can open.
+func printable(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+}

@@ -1,0 +1,222 @@
+package signalling
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ProtocolVersion is the signalling protocol version the server speaks (UE 5.5 and later).
+const ProtocolVersion = "1.3.0"
+
+// Config configures a signalling server. The zero value of every optional field
+// means its default.
+type Config struct {
+	// PlayerListen is the "host:port" of the player HTTP and WebSocket endpoint.
+	// Port 0 picks a free port.
+	PlayerListen string
+	// StreamerListen is the "host:port" the Unreal streamer connects to.
+	StreamerListen string
+	// SFUListen is the "host:port" of the SFU endpoint; "" disables it.
+	SFUListen string
+	// MaxPlayers caps the players subscribed to one streamer; 0 = unlimited.
+	MaxPlayers int
+	// PlayerToken, when set, is required from players on the page and the WebSocket.
+	PlayerToken string
+	// PeerConnectionOptions is the static peerConnectionOptions object sent in
+	// config messages; nil means {}.
+	PeerConnectionOptions json.RawMessage
+	// HTTPRoot, when set, is a directory served at / instead of the embedded page.
+	HTTPRoot string
+	// Limits bounds what one connection may do; the zero value means defaults.
+	Limits Limits
+	// Hooks lets the embedding session observe and extend the server.
+	Hooks Hooks
+	// Registry receives the server's metrics and is what /metrics serves; nil
+	// means a private registry.
+	Registry *prometheus.Registry
+	// Logger receives the server's logs; nil means a default hclog logger.
+	Logger hclog.Logger
+}
+
+// Limits bounds what one connection may do. A zero field means its default.
+type Limits struct {
+	// MaxMessageBytes is the largest message accepted (default 64 KiB).
+	MaxMessageBytes int64
+	// MessagesPerSecond and Burst rate-limit each player and SFU connection
+	// (defaults 100 and 400).
+	MessagesPerSecond float64
+	Burst             int
+	// StreamerMessagesPerSecond and StreamerBurst rate-limit each streamer
+	// connection, which carries the traffic of all its players (defaults
+	// 20000 and 40000).
+	StreamerMessagesPerSecond float64
+	StreamerBurst             int
+	// IdentifyTimeout is how long a streamer has to send endpointId (default 30s).
+	IdentifyTimeout time.Duration
+	// SubscribeTimeout is how long a player has to subscribe (default 2m).
+	SubscribeTimeout time.Duration
+	// MaxConnections caps all WebSocket connections together (default 10000).
+	MaxConnections int
+	// SendQueue is how many messages may wait for a slow player or SFU before it
+	// is closed (default 256); StreamerSendQueue the same for a streamer (default 65536).
+	SendQueue         int
+	StreamerSendQueue int
+	// WriteTimeout bounds one frame write (default 10s).
+	WriteTimeout time.Duration
+	// PingInterval is how often WebSocket ping frames probe idle peers
+	// (default 20s); a peer silent for PongTimeout (default 60s) is closed.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+}
+
+// Hooks lets the session plug TURN credentials, the TURN peer policy and task
+// events in without this package importing them. Every field is optional and
+// must be safe for concurrent use.
+type Hooks struct {
+	// PlayerPeerOptions returns the peerConnectionOptions for this player's
+	// config message; a nil result means the static options.
+	PlayerPeerOptions func(playerID string) json.RawMessage
+	// StreamerSDP and StreamerCandidate see every SDP and ICE candidate line
+	// the streamer sends towards playerID, before the player receives it.
+	StreamerSDP       func(playerID, sdp string)
+	StreamerCandidate func(playerID, candidate string)
+	// Event reports streamers and players coming and going.
+	Event func(Event)
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// The events reported through Hooks.Event.
+const (
+	StreamerIdentified EventKind = iota + 1
+	StreamerDisconnected
+	PlayerConnected // the player subscribed to a streamer
+	PlayerDisconnected
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case StreamerIdentified:
+		return "streamer identified"
+	case StreamerDisconnected:
+		return "streamer disconnected"
+	case PlayerConnected:
+		return "player connected"
+	case PlayerDisconnected:
+		return "player disconnected"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is one streamer or player change, with the counts after it.
+type Event struct {
+	Kind       EventKind
+	StreamerID string
+	PlayerID   string
+	Streamers  int // identified streamers
+	Players    int // connected players
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if l.MaxMessageBytes == 0 {
+		l.MaxMessageBytes = 64 << 10
+	}
+	if l.MessagesPerSecond == 0 {
+		l.MessagesPerSecond = 100
+	}
+	if l.StreamerMessagesPerSecond == 0 {
+		l.StreamerMessagesPerSecond = 20000
+	}
+	def(&l.Burst, 400)
+	def(&l.StreamerBurst, 40000)
+	def(&l.MaxConnections, 10000)
+	def(&l.SendQueue, 256)
+	def(&l.StreamerSendQueue, 65536)
+	defDur(&l.IdentifyTimeout, 30*time.Second)
+	defDur(&l.SubscribeTimeout, 2*time.Minute)
+	defDur(&l.WriteTimeout, 10*time.Second)
+	defDur(&l.PingInterval, 20*time.Second)
+	defDur(&l.PongTimeout, 60*time.Second)
+	return l
+}
+
+func (l Limits) validate() error {
+	var errs []error
+	neg := func(name string, bad bool) {
+		if bad {
+			errs = append(errs, fmt.Errorf("limits.%s must not be negative", name))
+		}
+	}
+	neg("MaxMessageBytes", l.MaxMessageBytes < 0)
+	neg("MessagesPerSecond", l.MessagesPerSecond < 0)
+	neg("Burst", l.Burst < 0)
+	neg("StreamerMessagesPerSecond", l.StreamerMessagesPerSecond < 0)
+	neg("StreamerBurst", l.StreamerBurst < 0)
+	neg("IdentifyTimeout", l.IdentifyTimeout < 0)
+	neg("SubscribeTimeout", l.SubscribeTimeout < 0)
+	neg("MaxConnections", l.MaxConnections < 0)
+	neg("SendQueue", l.SendQueue < 0)
+	neg("StreamerSendQueue", l.StreamerSendQueue < 0)
+	neg("WriteTimeout", l.WriteTimeout < 0)
+	neg("PingInterval", l.PingInterval < 0)
+	neg("PongTimeout", l.PongTimeout < 0)
+	return errors.Join(errs...)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	checkAddr := func(name, addr string, required bool) {
+		if addr == "" {
+			if required {
+				errs = append(errs, fmt.Errorf("%s is required (host:port, e.g. 127.0.0.1:0)", name))
+			}
+			return
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q is not host:port: %w", name, addr, err))
+		}
+	}
+	checkAddr("PlayerListen", c.PlayerListen, true)
+	checkAddr("StreamerListen", c.StreamerListen, true)
+	checkAddr("SFUListen", c.SFUListen, false)
+	if c.MaxPlayers < 0 {
+		errs = append(errs, fmt.Errorf("MaxPlayers must be 0 (unlimited) or positive, got %d", c.MaxPlayers))
+	}
+	if len(c.PeerConnectionOptions) > 0 {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(c.PeerConnectionOptions, &obj); err != nil || obj == nil {
+			errs = append(errs, fmt.Errorf("PeerConnectionOptions must be a JSON object (e.g. {\"iceServers\":[]}): %v", err))
+		}
+	}
+	if c.HTTPRoot != "" {
+		fi, err := os.Stat(c.HTTPRoot)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("HTTPRoot: %w", err))
+		case !fi.IsDir():
+			errs = append(errs, fmt.Errorf("HTTPRoot %q is not a directory", c.HTTPRoot))
+		}
+	}
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

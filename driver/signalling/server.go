@@ -1,0 +1,397 @@
+package signalling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Server is a Pixel Streaming signalling server: a player endpoint (page,
+// WebSocket, health, metrics and REST API on one port), a streamer endpoint
+// and optionally an SFU endpoint.
+type Server struct {
+	cfg     Config
+	limits  Limits
+	log     hclog.Logger
+	metrics *metrics
+	hooks   Hooks
+	static  json.RawMessage
+	page    http.Handler
+	started time.Time
+
+	upgrader websocket.Upgrader
+
+	mu          sync.RWMutex
+	conns       map[*conn]struct{}
+	players     map[string]*conn // players and SFUs, by player id
+	streamers   map[string]*conn // listed streamers and SFUs, by streamer id
+	order       []*conn          // listed streamers in the order they identified
+	nextPlayer  uint64
+	subscribed  int
+	stopping    bool
+	connections atomic.Int64
+
+	wg        sync.WaitGroup // one per live WebSocket reader
+	listeners []net.Listener
+	servers   []*http.Server
+	playerLn  net.Listener
+	streamLn  net.Listener
+	sfuLn     net.Listener
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+}
+
+// writeBufferPool lends write buffers only while a frame is being written,
+// so idle connections hold none.
+var writeBufferPool = &sync.Pool{}
+
+// New validates cfg and returns a server that Start will bind.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("signalling config: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		limits:    cfg.Limits.withDefaults(),
+		log:       cfg.Logger,
+		hooks:     cfg.Hooks,
+		static:    cfg.PeerConnectionOptions,
+		conns:     make(map[*conn]struct{}),
+		players:   make(map[string]*conn),
+		streamers: make(map[string]*conn),
+	}
+	if s.log == nil {
+		s.log = hclog.New(&hclog.LoggerOptions{Name: "signalling"})
+	}
+	if len(s.static) == 0 {
+		s.static = json.RawMessage(`{}`)
+	} else {
+		compact, err := compactJSON(s.static)
+		if err != nil {
+			return nil, fmt.Errorf("signalling config: PeerConnectionOptions: %w", err)
+		}
+		s.static = compact
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		s.cfg.Registry = reg
+	}
+	m, err := newMetrics(reg, s)
+	if err != nil {
+		return nil, fmt.Errorf("signalling metrics: %w", err)
+	}
+	s.metrics = m
+	page, err := s.pageHandler()
+	if err != nil {
+		return nil, err
+	}
+	s.page = page
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  512,
+		WriteBufferSize: 1024,
+		WriteBufferPool: writeBufferPool,
+		// Players come from the page on this port or from any page a user
+		// points at it (Epic's server accepts every origin too); access is
+		// governed by the token, not by Origin.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return s, nil
+}
+
+// Start binds every endpoint and serves them in the background. It returns
+// once all listeners are bound.
+func (s *Server) Start() error {
+	bind := func(name, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range s.listeners {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("listen %s endpoint on %s: %w", name, addr, err)
+		}
+		s.listeners = append(s.listeners, ln)
+		return ln, nil
+	}
+	var err error
+	if s.playerLn, err = bind("player", s.cfg.PlayerListen); err != nil {
+		return err
+	}
+	if s.streamLn, err = bind("streamer", s.cfg.StreamerListen); err != nil {
+		return err
+	}
+	if s.cfg.SFUListen != "" {
+		if s.sfuLn, err = bind("sfu", s.cfg.SFUListen); err != nil {
+			return err
+		}
+	}
+	s.started = time.Now()
+	s.serve(s.playerLn, s.playerMux())
+	s.serve(s.streamLn, s.wsOnly(roleStreamer))
+	if s.sfuLn != nil {
+		s.serve(s.sfuLn, s.wsOnly(roleSFU))
+	}
+	s.stopSweep = make(chan struct{})
+	s.sweepDone = make(chan struct{})
+	go s.keepalive()
+	s.log.Info("signalling server listening", "player", s.playerLn.Addr().String(),
+		"streamer", s.streamLn.Addr().String(), "sfu", addrString(s.sfuLn))
+	return nil
+}
+
+func (s *Server) serve(ln net.Listener, h http.Handler) {
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	s.servers = append(s.servers, hs)
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "addr", ln.Addr().String(), "error", err)
+		}
+	}()
+}
+
+func addrString(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// PlayerAddr is the bound player endpoint (page and WebSocket).
+func (s *Server) PlayerAddr() net.Addr { return s.playerLn.Addr() }
+
+// StreamerAddr is the bound streamer endpoint.
+func (s *Server) StreamerAddr() net.Addr { return s.streamLn.Addr() }
+
+// SFUAddr is the bound SFU endpoint, or nil when it is disabled.
+func (s *Server) SFUAddr() net.Addr {
+	if s.sfuLn == nil {
+		return nil
+	}
+	return s.sfuLn.Addr()
+}
+
+// Shutdown stops accepting, closes every peer with a close frame (players
+// see "going away" and do not reconnect), and waits for them until ctx ends;
+// stragglers are then dropped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	var errs []error
+	for _, hs := range s.servers {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop http server: %w", err))
+		}
+	}
+	if s.stopSweep != nil {
+		close(s.stopSweep)
+		<-s.sweepDone
+	}
+	for _, c := range conns {
+		c.close(closeGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.RLock()
+		for c := range s.conns {
+			_ = c.ws.NetConn().Close()
+		}
+		s.mu.RUnlock()
+		<-done
+		errs = append(errs, fmt.Errorf("signalling shutdown: peers dropped without a close handshake: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// accept upgrades an HTTP request to a WebSocket peer of the given role and
+// runs its reader until it goes away.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.metrics.reject(rl, reasonBadUpgrade)
+		return // the upgrader has answered with an HTTP error
+	}
+	now := time.Now()
+	c := &conn{
+		srv:       s,
+		ws:        ws,
+		role:      rl,
+		remote:    r.RemoteAddr,
+		connected: now,
+		refilled:  now,
+		maxQueue:  s.limits.SendQueue,
+		rate:      s.limits.MessagesPerSecond,
+		burst:     float64(s.limits.Burst),
+	}
+	if rl == roleStreamer {
+		c.maxQueue = s.limits.StreamerSendQueue
+		c.rate, c.burst = s.limits.StreamerMessagesPerSecond, float64(s.limits.StreamerBurst)
+	}
+	c.tokens = c.burst
+	c.lastSeen.Store(now.UnixNano())
+	ws.SetPongHandler(func(string) error {
+		c.lastSeen.Store(time.Now().UnixNano())
+		return nil
+	})
+
+	if n := s.connections.Add(1); n > int64(s.limits.MaxConnections) {
+		s.connections.Add(-1)
+		s.metrics.reject(rl, reasonMaxConnections)
+		s.log.Warn("refusing connection: too many connections", "role", rl, "max", s.limits.MaxConnections)
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(closeTryAgainLater, fmt.Sprintf("too many connections (max %d)", s.limits.MaxConnections)),
+			time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
+	defer s.connections.Add(-1)
+
+	if !s.register(c) {
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
+	s.metrics.connected(rl, 1)
+	defer s.metrics.connected(rl, -1)
+	s.readLoop(c)
+}
+
+// register adds a new peer and greets it: players get config, streamers and
+// SFUs identify then config.
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return false
+	}
+	s.wg.Add(1)
+	s.conns[c] = struct{}{}
+	switch c.role {
+	case rolePlayer, roleSFU:
+		s.nextPlayer++
+		c.playerID = fmt.Sprintf("%d", s.nextPlayer)
+		s.players[c.playerID] = c
+	}
+	switch c.role {
+	case rolePlayer:
+		if d := s.limits.SubscribeTimeout; d > 0 {
+			c.timer = time.AfterFunc(d, func() { s.deadlinePassed(c, reasonSubscribeTimeout, fmt.Sprintf("no subscribe within %s", d)) })
+		}
+	case roleStreamer:
+		if d := s.limits.IdentifyTimeout; d > 0 {
+			c.timer = time.AfterFunc(d, func() { s.deadlinePassed(c, reasonIdentifyTimeout, fmt.Sprintf("no endpointId within %s", d)) })
+		}
+	}
+	s.mu.Unlock()
+
+	switch c.role {
+	case rolePlayer:
+		opts := s.static
+		if f := s.hooks.PlayerPeerOptions; f != nil {
+			if o := f(c.playerID); len(o) > 0 {
+				opts = o
+			}
+		}
+		c.send(msgConfig(opts))
+		s.log.Debug("player connected", "player", c.playerID, "remote", c.remote)
+	default:
+		c.send(msgIdentify())
+		c.send(msgConfig(s.static))
+		s.log.Debug("connected", "role", c.role, "remote", c.remote)
+	}
+	return true
+}
+
+func (s *Server) deadlinePassed(c *conn, reason, text string) {
+	s.mu.RLock()
+	done := c.listed || c.sub != nil
+	s.mu.RUnlock()
+	if done {
+		return
+	}
+	s.metrics.reject(c.role, reason)
+	s.log.Info("closing connection", "role", c.role, "player", c.playerID, "reason", text)
+	c.close(closePolicy, text)
+}
+
+func (s *Server) readLoop(c *conn) {
+	defer s.teardown(c)
+	for {
+		buf, err := c.readMessage(s.limits.MaxMessageBytes)
+		if err != nil {
+			if errors.Is(err, errTooBig) {
+				s.metrics.reject(c.role, reasonTooBig)
+				c.close(closeTooBig, fmt.Sprintf("message larger than %d bytes", s.limits.MaxMessageBytes))
+				continue
+			}
+			return
+		}
+		now := time.Now()
+		c.lastSeen.Store(now.UnixNano())
+		if c.isClosing() {
+			putReadBuf(buf)
+			continue
+		}
+		if !c.allow(now) {
+			putReadBuf(buf)
+			s.metrics.reject(c.role, reasonRateLimit)
+			s.log.Warn("closing connection over its message rate", "role", c.role, "player", c.playerID, "remote", c.remote)
+			c.close(closePolicy, fmt.Sprintf("rate limit exceeded: more than %g messages per second", c.rate))
+			continue
+		}
+		s.handle(c, buf.Bytes())
+		putReadBuf(buf)
+	}
+}
+
+// keepalive pings every peer on one timer and drops those that stopped answering.
+func (s *Server) keepalive() {
+	defer close(s.sweepDone)
+	t := time.NewTicker(s.limits.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSweep:
+			return
+		case now := <-t.C:
+			cutoff := now.Add(-s.limits.PongTimeout).UnixNano()
+			s.mu.RLock()
+			for c := range s.conns {
+				if c.lastSeen.Load() < cutoff {
+					s.metrics.reject(c.role, reasonPingTimeout)
+					_ = c.ws.NetConn().Close()
+					continue
+				}
+				c.enqueue(outFrame{kind: framePing})
+			}
+			s.mu.RUnlock()
+		}
+	}
+}
