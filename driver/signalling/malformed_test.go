@@ -1,0 +1,169 @@
+package signalling
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestMalformedInput sends each kind of bad input from a player or the
+// streamer and checks the sender is closed with a reason that says what was
+// wrong, while a bystander player and the streamer carry on.
+func TestMalformedInput(t *testing.T) {
+	huge := `{"type":"ping","time":1,"pad":"` + strings.Repeat("x", 70<<10) + `"}`
+	cases := []struct {
+		name   string
+		from   string // "player" or "streamer"
+		sends  []string
+		binary bool
+		code   int
+		reason string
+	}{
+		{"not JSON", "player", []string{`hello`}, false, websocket.CloseInvalidFramePayloadData, "message is not valid JSON"},
+		{"truncated JSON", "player", []string{`{"type":"ping"`}, false, websocket.CloseInvalidFramePayloadData, "message is not valid JSON"},
+		{"JSON array", "player", []string{`[{"type":"ping"}]`}, false, websocket.CloseInvalidFramePayloadData, "message is not a JSON object"},
+		{"JSON string", "player", []string{`"ping"`}, false, websocket.CloseInvalidFramePayloadData, "message is not a JSON object"},
+		{"no type", "player", []string{`{"streamerId":"S"}`}, false, websocket.CloseInvalidFramePayloadData, "message has no type field"},
+		{"type is a number", "player", []string{`{"type":7}`}, false, websocket.CloseInvalidFramePayloadData, "message field type must be a string"},
+		{"unknown type", "player", []string{`{"type":"launchMissiles"}`}, false, websocket.ClosePolicyViolation, `unknown message type "launchMissiles"`},
+		{"subscribe without streamerId", "player", []string{`{"type":"subscribe"}`}, false, websocket.CloseInvalidFramePayloadData, "subscribe message is missing field streamerId"},
+		{"streamerId of the wrong type", "player", []string{`{"type":"subscribe","streamerId":["S"]}`}, false, websocket.CloseInvalidFramePayloadData, "subscribe message field streamerId must be a string"},
+		{"answer without sdp", "player", []string{`{"type":"answer"}`}, false, websocket.CloseInvalidFramePayloadData, "answer message is missing field sdp"},
+		{"iceCandidate without candidate", "player", []string{`{"type":"iceCandidate"}`}, false, websocket.CloseInvalidFramePayloadData, "iceCandidate message is missing field candidate"},
+		{"candidate not an object", "player", []string{`{"type":"iceCandidate","candidate":"candidate:1"}`}, false, websocket.CloseInvalidFramePayloadData, "iceCandidate message field candidate must be an object"},
+		{"ping without time", "player", []string{`{"type":"ping"}`}, false, websocket.CloseInvalidFramePayloadData, "ping message is missing field time"},
+		{"ping time a string", "player", []string{`{"type":"ping","time":"soon"}`}, false, websocket.CloseInvalidFramePayloadData, "ping message field time must be a number"},
+		{"binary garbage", "player", []string{"\x00\xff\xfe"}, true, websocket.CloseInvalidFramePayloadData, "message is not valid JSON"},
+		{"huge message", "player", []string{huge}, false, websocket.CloseMessageTooBig, "message larger than 65536 bytes"},
+		{"flood", "player", flood(500), false, websocket.ClosePolicyViolation, "rate limit exceeded: more than 100 messages per second"},
+		{"streamer endpointId without id", "streamer", []string{`{"type":"endpointId"}`}, false, websocket.CloseInvalidFramePayloadData, "endpointId message is missing field id"},
+		{"streamer endpointId empty", "streamer", []string{`{"type":"endpointId","id":""}`}, false, websocket.CloseInvalidFramePayloadData, "endpointId message field id must be 1 to 256 bytes"},
+		{"streamer disconnectPlayer without playerId", "streamer", []string{`{"type":"disconnectPlayer"}`}, false, websocket.CloseInvalidFramePayloadData, "disconnectPlayer message is missing field playerId"},
+		{"streamer playerId an object", "streamer", []string{`{"type":"offer","sdp":"x","playerId":{}}`}, false, websocket.CloseInvalidFramePayloadData, "offer message field playerId must be a string"},
+	}
+	s := startServer(t, Config{})
+	st := newStreamer(t, s, "S")
+	bystander := newPlayer(t, s, "bystander")
+	subscribe(t, bystander, st, "S")
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var bad *peer
+			if tc.from == "streamer" {
+				bad = dial(t, "bad streamer", streamerURL(s), nil)
+				bad.expect(wantIdentify)
+				bad.expect(wantConfig)
+			} else {
+				bad = newPlayer(t, s, "bad player")
+			}
+			kind := websocket.TextMessage
+			if tc.binary {
+				kind = websocket.BinaryMessage
+			}
+			for _, m := range tc.sends {
+				if err := bad.ws.WriteMessage(kind, []byte(m)); err != nil {
+					break // the server may already have closed a flooding peer
+				}
+			}
+			bad.expectCloseWith(tc.code, tc.reason)
+
+			bystander.roundTrip()
+			st.roundTrip()
+			st.send(`{"type":"offer","playerId":"1","sdp":"still here"}`)
+			bystander.expect(`{"type":"offer","sdp":"still here"}`)
+		})
+	}
+}
+
+func flood(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = `{"type":"listStreamers"}`
+	}
+	return out
+}
+
+// TestLimits covers the connection limits not driven by message content:
+// handshake deadlines, total connections, slow readers and dead peers.
+func TestLimits(t *testing.T) {
+	t.Run("streamer must identify in time", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{IdentifyTimeout: 50 * time.Millisecond}})
+		st := dial(t, "silent streamer", streamerURL(s), nil)
+		st.expect(wantIdentify)
+		st.expect(wantConfig)
+		st.expectCloseWith(websocket.ClosePolicyViolation, "no endpointId within 50ms")
+	})
+	t.Run("player must subscribe in time", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{SubscribeTimeout: 50 * time.Millisecond}})
+		st := newStreamer(t, s, "S")
+		idle := newPlayer(t, s, "idle")
+		idle.expectCloseWith(websocket.ClosePolicyViolation, "no subscribe within 50ms")
+		ok := newPlayer(t, s, "subscribed")
+		subscribe(t, ok, st, "S")
+		// Still served once the deadline has passed for the idle one.
+		eventually(t, "the idle player to be gone", func() bool { return len(s.Status().Players) == 1 })
+		ok.roundTrip()
+	})
+	t.Run("max connections", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{MaxConnections: 2}})
+		newStreamer(t, s, "S")
+		newPlayer(t, s, "fits")
+		over := dial(t, "one too many", playerURL(s), nil)
+		over.expectCloseWith(websocket.CloseTryAgainLater, "too many connections (max 2)")
+	})
+	t.Run("slow reader is closed, others unaffected", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{SendQueue: 4, StreamerMessagesPerSecond: 1e6, StreamerBurst: 1e6}})
+		st := newStreamer(t, s, "S")
+		slow := newPlayer(t, s, "never reads")
+		fast := newPlayer(t, s, "reads")
+		slowID := subscribe(t, slow, st, "S")
+		fastID := subscribe(t, fast, st, "S")
+		big := `{"type":"iceCandidate","playerId":"` + slowID + `","candidate":{"candidate":"` + strings.Repeat("c", 60<<10) + `"}}`
+		gone := func() bool {
+			for _, p := range s.Status().Players {
+				if p.ID == slowID {
+					return false
+				}
+			}
+			return true
+		}
+		deadline := time.Now().Add(waitFor)
+		for !gone() {
+			if time.Now().After(deadline) {
+				t.Fatal("slow player was never closed")
+			}
+			for i := 0; i < 20; i++ {
+				st.send(big)
+			}
+			st.send(`{"type":"offer","playerId":"` + fastID + `","sdp":"x"}`)
+			fast.expect(`{"type":"offer","sdp":"x"}`)
+		}
+		fast.roundTrip()
+	})
+	t.Run("dead peer found by ping frames", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{PingInterval: 20 * time.Millisecond, PongTimeout: 100 * time.Millisecond}})
+		st := newStreamer(t, s, "S")
+		dead := newPlayer(t, s, "never answers pings")
+		alive := newPlayer(t, s, "answers pings")
+		deadID := subscribe(t, dead, st, "S")
+		subscribe(t, alive, st, "S")
+		// The live player keeps reading, which answers pings; the dead one never reads.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				if _, _, err := alive.ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		st.expect(`{"type":"playerDisconnected","playerId":"` + deadID + `"}`)
+		if n := len(s.Status().Players); n != 1 {
+			t.Fatalf("%d players after the dead one was dropped, want 1", n)
+		}
+		_ = alive.ws.Close()
+		<-done
+	})
+}
