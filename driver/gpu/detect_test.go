@@ -173,7 +173,7 @@ func TestDetectRecordedH100Libraries(t *testing.T) {
 		t.Errorf("NVENCReason = %q, want the name-table reason", got)
 	}
 	missing := strings.Join(info.VulkanMissing(), "; ")
-	for _, w := range []string{"libGLdispatch.so.0", "libvulkan.so.1"} {
+	for _, w := range []string{"libGLdispatch.so.0", "libEGL.so.1", "libvulkan.so.1"} {
 		if !strings.Contains(missing, w) {
 			t.Errorf("VulkanMissing() = %q, want it to name %s", missing, w)
 		}

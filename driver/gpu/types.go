@@ -90,7 +90,7 @@ type Info struct {
 }
 
 // Library names detection looks for. NVIDIA's Vulkan ICD lives in
-// libGLX_nvidia.so.0, which needs glvnd's libGLdispatch.so.0 to load.
+// libGLX_nvidia.so.0, which needs glvnd's libGLdispatch.so.0 and libEGL.so.1.
 const (
 	LibNVENC      = "libnvidia-encode.so.1"
 	LibGLXNVIDIA  = "libGLX_nvidia.so.0"
@@ -112,10 +112,13 @@ func (i Info) HasGPU() bool { return len(i.GPUs) > 0 }
 func (i Info) Loadable(lib string) bool { _, ok := i.Libraries[lib]; return ok }
 
 // VulkanNVIDIA reports whether the NVIDIA Vulkan driver is usable: its
-// manifest is present and the library it names, with glvnd's dispatch
-// library it depends on, can be loaded.
+// manifest is present and the library it names can be loaded together with
+// the glvnd libraries it needs. On the recorded H100 node the ICD failed
+// ("Could not get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'") until
+// both libGLdispatch.so.0 (libglvnd0) and libEGL.so.1 (libegl1) were
+// installed (testdata/h100/vulkan-loader-3.txt).
 func (i Info) VulkanNVIDIA() bool {
-	return i.NVIDIAICD != "" && i.Loadable(LibGLXNVIDIA) && i.Loadable(LibGLdispatch)
+	return i.NVIDIAICD != "" && i.Loadable(LibGLXNVIDIA) && i.Loadable(LibGLdispatch) && i.Loadable(LibEGL)
 }
 
 // VulkanMissing says what stands between this node and NVIDIA Vulkan
@@ -133,6 +136,9 @@ func (i Info) VulkanMissing() []string {
 	}
 	if !i.Loadable(LibGLdispatch) {
 		m = append(m, LibGLdispatch+" (glvnd, package libglvnd0) is not loadable")
+	}
+	if !i.Loadable(LibEGL) {
+		m = append(m, LibEGL+" (glvnd's EGL, package libegl1; NVIDIA's Vulkan driver needs it) is not loadable")
 	}
 	if !i.Loadable(LibVulkan) {
 		m = append(m, LibVulkan+" (the Vulkan loader, package libvulkan1) is not loadable")
