@@ -1,0 +1,187 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
+)
+
+// prepared is what StartTask learned and made before starting anything.
+type prepared struct {
+	uid, gid   int
+	executable string
+	xvfb       string
+	runtimeDir string
+	homeDir    string
+}
+
+// prepare checks the task against this node (user, executable, Xvfb) and
+// creates its private directories. It starts nothing, and leaves nothing
+// behind when it fails.
+func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskConfig, self string) (*prepared, error) {
+	var errs []error
+	if err := tc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	uid, gid, userErr := taskUser(cfg.User, pc.AllowRoot)
+	if userErr != nil {
+		errs = append(errs, userErr)
+	}
+	xvfb, err := exec.LookPath(pc.XvfbPath)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("xvfb_path: Xvfb not found at %q: install it (Debian/Ubuntu: apt-get install xvfb) or set xvfb_path in the plugin config", pc.XvfbPath))
+	}
+	var executable string
+	if tc.Executable != "" {
+		executable = tc.Executable
+		if !filepath.IsAbs(executable) {
+			executable = filepath.Join(cfg.TaskDir().Dir, executable)
+		}
+		if userErr == nil {
+			if err := checkExecutable("executable", executable, uid, gid); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) == 0 && self != "" {
+		// The executor re-executes this binary as the task user.
+		if err := checkExecutable("plugin binary", self, uid, gid); err != nil {
+			errs = append(errs, fmt.Errorf("%w (the session supervisor runs as the task user: make the plugin_dir and the binary readable and executable by it)", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid task: %w", errors.Join(errs...))
+	}
+
+	if err := display.EnsureSocketDir(); err != nil {
+		return nil, err
+	}
+	rt, err := makeRuntimeDir(pc.RuntimeDir, cfg.AllocID, cfg.Name, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	home := filepath.Join(cfg.TaskDir().LocalDir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		_ = os.RemoveAll(rt)
+		return nil, fmt.Errorf("create home dir: %w", err)
+	}
+	if err := os.Chown(home, uid, gid); err != nil {
+		_ = os.RemoveAll(rt)
+		return nil, fmt.Errorf("chown home dir: %w", err)
+	}
+	return &prepared{uid: uid, gid: gid, executable: executable, xvfb: xvfb, runtimeDir: rt, homeDir: home}, nil
+}
+
+// taskUser resolves the task's user; an empty user means the agent's own.
+func taskUser(name string, allowRoot bool) (int, int, error) {
+	var u *user.User
+	var err error
+	if name == "" {
+		u, err = user.Current()
+	} else {
+		u, err = user.Lookup(name)
+	}
+	if err != nil {
+		return -1, -1, fmt.Errorf("user: %q is not a user on this node: %v", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if uid == 0 && !allowRoot {
+		shown := name
+		if shown == "" {
+			shown = "(unset, so the agent's user root)"
+		}
+		return -1, -1, fmt.Errorf("user: the task would run as root %s; set the task's user to a non-root account (e.g. user = \"pixelstream\"): Unreal refuses to run as root and a root session would own the node's display and audio. An operator can allow it with allow_root = true in the plugin config", shown)
+	}
+	return uid, gid, nil
+}
+
+// checkExecutable reports whether path is a regular file uid:gid may execute.
+func checkExecutable(field, path string, uid, gid int) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: %s does not exist; give a path relative to the task dir (where artifacts land, e.g. \"local/MyGame/MyGame.sh\") or an absolute path", field, path)
+		}
+		return fmt.Errorf("%s: %v", field, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %s is not a regular file", field, path)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	mode := fi.Mode().Perm()
+	var ok bool
+	switch {
+	case uid == 0:
+		ok = mode&0o111 != 0
+	case st != nil && int(st.Uid) == uid:
+		ok = mode&0o100 != 0
+	case st != nil && inGroup(uid, gid, int(st.Gid)):
+		ok = mode&0o010 != 0
+	default:
+		ok = mode&0o001 != 0
+	}
+	if !ok {
+		return fmt.Errorf("%s: %s (mode %s) is not executable by the task user (uid %d); chmod +x it, or set artifact/template modes", field, path, mode, uid)
+	}
+	return nil
+}
+
+func inGroup(uid, primary, gid int) bool {
+	if primary == gid {
+		return true
+	}
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		return false
+	}
+	ids, _ := u.GroupIds()
+	for _, id := range ids {
+		if id == strconv.Itoa(gid) {
+			return true
+		}
+	}
+	return false
+}
+
+// makeRuntimeDir creates the task's private runtime dir under base: short
+// (unix socket paths), owned by the task user, mode 0700. A leftover from an
+// earlier run of the same task is replaced.
+func makeRuntimeDir(base, allocID, task string, uid, gid int) (string, error) {
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", fmt.Errorf("runtime_dir: create %s: %w", base, err)
+	}
+	dir := filepath.Join(base, runtimeDirName(allocID, task))
+	_ = os.RemoveAll(dir)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("runtime_dir: create %s: %w", dir, err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("runtime_dir: chown %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// runtimeDirName is 8 characters of the alloc id and a hash of the task
+// name: unique per task on a node, 17 bytes long whatever the names are.
+func runtimeDirName(allocID, task string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(allocID + "/" + task))
+	short := allocID
+	if len(short) > 8 {
+		short = short[:8]
+	}
+	return fmt.Sprintf("%s-%08x", short, h.Sum32())
+}
