@@ -1,0 +1,180 @@
+package turn
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// Peer policy. Default deny: a relayed packet may reach only
+//   - addresses (IP and port) the session's streamer advertised to the player
+//     that owns the allocation (AllowFromSDP / AllowFromCandidate), or
+//   - the static AllowPeers / AllowPeerAddrs entries (standalone mode).
+//
+// Some classes are refused even when the streamer advertises them: loopback,
+// unspecified, link-local (which holds the 169.254.169.254 metadata service),
+// multicast/broadcast, and the IPv4-in-IPv6 forms of any of them. A streamer on
+// the same node also advertises a host candidate on the node's own interface,
+// which is reachable from the relay, so refusing its loopback candidates costs
+// nothing and keeps every loopback service of the node out of reach. Private
+// addresses (RFC 1918, ULA, CGNAT) are not special: they are refused unless
+// advertised, and an advertised one is the player's own streamer, allowed on
+// the advertised ports only. Only an operator's static entry that is at least
+// as specific as a denied class opens it (127.0.0.1/32 opens that address; a
+// catch-all 0.0.0.0/0 does not open loopback or link-local).
+
+// deniedClass is a range refused unless a static entry narrows into it.
+type deniedClass struct {
+	prefix netip.Prefix
+	reason string
+	// fixed classes cannot be opened even by a static entry.
+	fixed bool
+}
+
+var deniedClasses = []deniedClass{
+	{netip.MustParsePrefix("0.0.0.0/8"), "unspecified", true},
+	{netip.MustParsePrefix("::/128"), "unspecified", true},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback", false},
+	{netip.MustParsePrefix("::1/128"), "loopback", false},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link_local", false},
+	{netip.MustParsePrefix("fe80::/10"), "link_local", false},
+	// AWS's IPv6 instance metadata address sits inside the ULA range.
+	{netip.MustParsePrefix("fd00:ec2::254/128"), "metadata", false},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast", false},
+	{netip.MustParsePrefix("ff00::/8"), "multicast", false},
+	{netip.MustParsePrefix("255.255.255.255/32"), "broadcast", true},
+	// Deprecated IPv4-compatible IPv6 (::a.b.c.d): some stacks route it as IPv4.
+	{netip.MustParsePrefix("::/96"), "ipv4_compatible", true},
+}
+
+// classify returns the denied class of ip (already unmapped), or nil.
+func classify(ip netip.Addr) *deniedClass {
+	for i := range deniedClasses {
+		if deniedClasses[i].prefix.Contains(ip) {
+			return &deniedClasses[i]
+		}
+	}
+	return nil
+}
+
+// peerSet is an immutable snapshot of the addresses the streamer advertised
+// to one player: IP -> allowed ports.
+type peerSet struct {
+	addrs map[netip.Addr][]uint16
+}
+
+var emptyPeerSet = &peerSet{addrs: map[netip.Addr][]uint16{}}
+
+func (p *peerSet) hasIP(ip netip.Addr) bool { _, ok := p.addrs[ip]; return ok }
+
+func (p *peerSet) has(ap netip.AddrPort) bool {
+	return slices.Contains(p.addrs[ap.Addr()], ap.Port())
+}
+
+// with returns a copy of p that also holds aps; p itself if nothing is new.
+func (p *peerSet) with(aps []netip.AddrPort) *peerSet {
+	var next *peerSet
+	for _, ap := range aps {
+		if p.has(ap) || (next != nil && next.has(ap)) {
+			continue
+		}
+		if next == nil {
+			next = &peerSet{addrs: make(map[netip.Addr][]uint16, len(p.addrs)+len(aps))}
+			for ip, ports := range p.addrs {
+				next.addrs[ip] = slices.Clone(ports)
+			}
+		}
+		next.addrs[ap.Addr()] = append(next.addrs[ap.Addr()], ap.Port())
+	}
+	if next == nil {
+		return p
+	}
+	return next
+}
+
+// staticRules are the operator's AllowPeers/AllowPeerAddrs.
+type staticRules struct {
+	prefixes []netip.Prefix
+	addrs    []netip.AddrPort
+}
+
+func newStaticRules(prefixes []netip.Prefix, addrs []netip.AddrPort) staticRules {
+	r := staticRules{}
+	for _, p := range prefixes {
+		r.prefixes = append(r.prefixes, netip.PrefixFrom(p.Addr().Unmap(), unmapBits(p)).Masked())
+	}
+	for _, a := range addrs {
+		r.addrs = append(r.addrs, netip.AddrPortFrom(a.Addr().Unmap(), a.Port()))
+	}
+	return r
+}
+
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return max(p.Bits()-96, 0)
+	}
+	return p.Bits()
+}
+
+// ipMatch reports whether a static entry admits ip on some port; minBits is
+// the specificity an entry needs (0 outside denied classes).
+func (r *staticRules) ipMatch(ip netip.Addr, minBits int) bool {
+	for _, p := range r.prefixes {
+		if p.Bits() >= minBits && p.Contains(ip) {
+			return true
+		}
+	}
+	for _, a := range r.addrs {
+		if a.Addr() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *staticRules) addrMatch(ap netip.AddrPort, minBits int) bool {
+	for _, p := range r.prefixes {
+		if p.Bits() >= minBits && p.Contains(ap.Addr()) {
+			return true
+		}
+	}
+	return slices.Contains(r.addrs, ap)
+}
+
+// Verdict reasons, used as metric labels.
+const (
+	reasonNotAdvertised = "not_advertised"
+	reasonPort          = "port_not_advertised"
+)
+
+// checkIP decides CreatePermission/ChannelBind, where only the IP is known.
+func (r *staticRules) checkIP(set *peerSet, ip netip.Addr) (bool, string) {
+	ip = ip.Unmap()
+	if c := classify(ip); c != nil {
+		if !c.fixed && r.ipMatch(ip, c.prefix.Bits()) {
+			return true, ""
+		}
+		return false, c.reason
+	}
+	if set.hasIP(ip) || r.ipMatch(ip, 0) {
+		return true, ""
+	}
+	return false, reasonNotAdvertised
+}
+
+// checkAddr decides one relayed packet, where the port is known too.
+func (r *staticRules) checkAddr(set *peerSet, ap netip.AddrPort) (bool, string) {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if c := classify(ap.Addr()); c != nil {
+		if !c.fixed && r.addrMatch(ap, c.prefix.Bits()) {
+			return true, ""
+		}
+		return false, c.reason
+	}
+	if set.has(ap) || r.addrMatch(ap, 0) {
+		return true, ""
+	}
+	if set.hasIP(ap.Addr()) {
+		return false, reasonPort
+	}
+	return false, reasonNotAdvertised
+}

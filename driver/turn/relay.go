@@ -1,0 +1,269 @@
+package turn
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v5"
+	"golang.org/x/sys/unix"
+)
+
+// chanKey finds a channel from a client's ChannelData: the client's
+// transport address and the channel number.
+type chanKey struct {
+	client netip.AddrPort
+	num    uint16
+}
+
+// verdict caches a policy decision for the peer set it was made against;
+// it is recomputed when the player's set (an immutable snapshot) changes.
+type verdict struct {
+	set *peerSet
+	ok  bool
+}
+
+// channel is one channel binding, shared by the loop that reads the client
+// (c2p) and the loop that reads the relay socket (p2c).
+type channel struct {
+	key     chanKey
+	relay   *relayConn
+	peer    netip.AddrPort
+	peerRaw rawAddr
+	c2p     atomic.Pointer[verdict]
+	p2c     atomic.Pointer[verdict]
+}
+
+// allowed is the per-packet policy check: two atomic loads while the
+// player's advertised addresses do not change.
+func (c *channel) allowed(cache *atomic.Pointer[verdict], s *Server) bool {
+	set := c.relay.player.set.Load()
+	if v := cache.Load(); v != nil && v.set == set {
+		return v.ok
+	}
+	ok, _ := s.static.checkAddr(set, c.peer)
+	cache.Store(&verdict{set: set, ok: ok})
+	return ok
+}
+
+// clientLink is the client side of an allocation.
+type clientLink struct {
+	addr netip.AddrPort
+	raw  rawAddr
+	udp  bool // the fast path answers UDP clients; TCP clients go through pion
+}
+
+type slowPacket struct {
+	buf  *[]byte
+	n    int
+	from netip.AddrPort
+}
+
+var packetPool = sync.Pool{New: func() any { b := make([]byte, packetSize); return &b }}
+
+// relayConn is one allocation's relay socket. pion sees it as a
+// net.PacketConn: ReadFrom yields only what the fast path leaves to pion,
+// WriteTo (Send indications, ChannelData from TCP clients) is policy-checked.
+type relayConn struct {
+	srv        *Server
+	loop       *loop
+	fd         int
+	local      netip.AddrPort
+	advertised *net.UDPAddr
+	player     *player
+	credExpiry int64
+
+	link  atomic.Pointer[clientLink]
+	peers atomic.Pointer[map[netip.AddrPort]*channel] // copy-on-write, under srv.mu
+
+	slow      chan slowPacket
+	closed    chan struct{}
+	closeOnce sync.Once
+	mu        sync.RWMutex // WriteTo vs Close, so no write lands on a reused descriptor
+	isClosed  bool
+}
+
+var noPeers = map[netip.AddrPort]*channel{}
+
+func (rc *relayConn) deliverSlow(p []byte, from netip.AddrPort, st *loopStats) {
+	if ok, _ := rc.srv.static.checkAddr(rc.player.set.Load(), from); !ok {
+		st.denied.Add(1)
+		return
+	}
+	bp := packetPool.Get().(*[]byte)
+	n := copy(*bp, p)
+	select {
+	case rc.slow <- slowPacket{buf: bp, n: n, from: from}:
+		// pion relays it (Data indication, or ChannelData to a TCP client).
+		st.p2cPackets.Add(1)
+		st.p2cBytes.Add(uint64(n))
+	default:
+		packetPool.Put(bp)
+		st.dropped.Add(1)
+	}
+}
+
+// ReadFrom implements net.PacketConn for pion's relay goroutine.
+func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	select {
+	case pk := <-rc.slow:
+		n := copy(p, (*pk.buf)[:pk.n])
+		packetPool.Put(pk.buf)
+		return n, net.UDPAddrFromAddrPort(pk.from), nil
+	case <-rc.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+// WriteTo implements net.PacketConn; a peer the policy refuses is dropped
+// silently (as a firewall would) and counted.
+func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	ap, err := addrPortOf(addr)
+	if err != nil {
+		return 0, err
+	}
+	st := &rc.loop.stats
+	if ok, _ := rc.srv.static.checkAddr(rc.player.set.Load(), ap); !ok {
+		st.denied.Add(1)
+		return len(p), nil
+	}
+	raw := toRaw(ap)
+	rc.mu.RLock()
+	defer rc.mu.RUnlock()
+	if rc.isClosed {
+		return 0, net.ErrClosed
+	}
+	if err := sendTo(rc.fd, p, &raw); err != nil {
+		st.dropped.Add(1)
+		return 0, fmt.Errorf("relay %s to %s: %w", rc.local, ap, err)
+	}
+	st.c2pPackets.Add(1)
+	st.c2pBytes.Add(uint64(len(p)))
+	return len(p), nil
+}
+
+// Close ends the allocation's relay; pion's read loop then deletes the
+// allocation. Safe to call more than once and from any goroutine.
+func (rc *relayConn) Close() error {
+	rc.closeOnce.Do(func() {
+		rc.mu.Lock()
+		rc.isClosed = true
+		rc.mu.Unlock()
+		close(rc.closed)
+		rc.loop.unregister(rc.fd)
+		rc.srv.relayClosed(rc)
+		rc.srv.closeWhenQuiet(rc.fd)
+	})
+	return nil
+}
+
+func (rc *relayConn) LocalAddr() net.Addr                { return rc.advertised }
+func (rc *relayConn) SetDeadline(time.Time) error      { return nil }
+func (rc *relayConn) SetReadDeadline(time.Time) error  { return nil }
+func (rc *relayConn) SetWriteDeadline(time.Time) error { return nil }
+
+func addrPortOf(a net.Addr) (netip.AddrPort, error) {
+	var ap netip.AddrPort
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		ap = v.AddrPort()
+	case *net.TCPAddr:
+		ap = v.AddrPort()
+	default:
+		return ap, fmt.Errorf("unsupported address %v (%T)", a, a)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// relayGen is pion's RelayAddressGenerator: it makes relay sockets on the
+// data-plane loops, and refuses TCP relays (RFC 6062), which WebRTC never
+// uses and which would widen what the relay can reach.
+type relayGen struct{ srv *Server }
+
+var errNoTCPRelay = errors.New("TCP relay allocations (RFC 6062) are not offered")
+
+func (g relayGen) Validate() error { return nil }
+
+func (g relayGen) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, errNoTCPRelay
+}
+
+func (g relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	return nil, errNoTCPRelay
+}
+
+func (g relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	s := g.srv
+	relayIP := s.cfg.relayIP
+	if (conf.Network == "udp6") == relayIP.Is4() {
+		return nil, nil, fmt.Errorf("allocate %s relay: this server relays from %s only", conf.Network, relayIP)
+	}
+	fd, local, err := s.bindRelay(conf.RequestedPort)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := &relayConn{
+		srv: s, fd: fd, local: local,
+		advertised: net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.cfg.publicIP, local.Port())),
+		slow:       make(chan slowPacket, 256),
+		closed:     make(chan struct{}),
+	}
+	rc.peers.Store(&noPeers)
+	rc.loop = s.loops[int(s.nextLoop.Add(1))%len(s.loops)]
+
+	expiry, id, ok := splitUsername(conf.UserID)
+	s.mu.Lock()
+	if ok {
+		rc.player = s.playerLocked(id)
+		rc.credExpiry = expiry
+		s.takeReservationLocked(rc.player)
+		rc.player.relays[rc] = struct{}{}
+		rc.player.total++
+		s.live++
+		s.created++
+	} else {
+		// pion's EVEN-PORT probe: a socket opened and closed at once.
+		rc.player = &player{id: ""}
+		rc.player.set.Store(emptyPeerSet)
+	}
+	s.relays[local.Port()] = rc
+	s.mu.Unlock()
+
+	if err := rc.loop.register(&endpoint{kind: kindRelay, fd: fd, relay: rc}); err != nil {
+		_ = rc.Close()
+		return nil, nil, fmt.Errorf("allocate relay: %w", err)
+	}
+	return rc, rc.advertised, nil
+}
+
+// bindRelay binds a relay socket on the relay IP, in the configured port
+// range when there is one.
+func (s *Server) bindRelay(requested int) (int, netip.AddrPort, error) {
+	try := func(port uint16) (int, netip.AddrPort, error) {
+		return newUDPSocket(netip.AddrPortFrom(s.cfg.relayIP, port), false, s.cfg.sockBuf)
+	}
+	if requested > 0 {
+		return try(uint16(requested))
+	}
+	if s.cfg.portMin == 0 {
+		return try(0)
+	}
+	span := int(s.cfg.portMax) - int(s.cfg.portMin) + 1
+	var lastErr error
+	for range min(span, 64) {
+		fd, ap, err := try(s.cfg.portMin + uint16(rand.IntN(span)))
+		if err == nil {
+			return fd, ap, nil
+		}
+		lastErr = err
+		if !errors.Is(err, unix.EADDRINUSE) {
+			break
+		}
+	}
+	return -1, netip.AddrPort{}, fmt.Errorf("no free relay port in %d-%d: %w", s.cfg.portMin, s.cfg.portMax, lastErr)
+}
