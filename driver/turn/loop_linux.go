@@ -355,4 +355,3 @@ func (l *loop) flush() {
 	clear(l.sdst[:l.sendN])
 	l.sendN = 0
 }
-

@@ -162,7 +162,7 @@ func (rc *relayConn) Close() error {
 	return nil
 }
 
-func (rc *relayConn) LocalAddr() net.Addr                { return rc.advertised }
+func (rc *relayConn) LocalAddr() net.Addr              { return rc.advertised }
 func (rc *relayConn) SetDeadline(time.Time) error      { return nil }
 func (rc *relayConn) SetReadDeadline(time.Time) error  { return nil }
 func (rc *relayConn) SetWriteDeadline(time.Time) error { return nil }
