@@ -255,7 +255,9 @@ func (s *Stack) shutdown() {
 		if p == nil {
 			continue
 		}
+		t0 := time.Now()
 		killed, err := p.stop(s.cfg.StopTimeout)
+		s.cfg.Logger.Debug("component stopped", "component", c.name, "pid", p.pid, "duration", time.Since(t0))
 		if killed {
 			s.cfg.Logger.Warn("component ignored SIGTERM, killed", "component", c.name, "pid", p.pid)
 		}

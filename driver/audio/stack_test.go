@@ -188,7 +188,9 @@ func TestTwoStacksAreIsolated(t *testing.T) {
 					out, err := runApp(pair.target, pair.intruder, p.args[0], p.args[1:]...)
 					if err == nil {
 						t.Errorf("uid %d reached the other stack's %s:\n%s", pair.intruder.Uid, p.name, out)
+						return
 					}
+					t.Logf("refused as expected: %s", strings.TrimSpace(out))
 				})
 			}
 		}

@@ -22,7 +22,7 @@ func (s *Stack) supervise() {
 			}
 			if s.hasFailed {
 				// The session is already failing; the exit is only recorded.
-				s.cfg.Logger.Warn("component exited after the stack failed", "component", p.comp.name, "reason", p.describeExit())
+				s.cfg.Logger.Debug("component down after the stack failed", "component", p.comp.name, "reason", p.describeExit())
 				s.setState(p.comp, StateFailed)
 				continue
 			}
@@ -127,7 +127,14 @@ func (s *Stack) restartFrom(c *component) ([]string, error) {
 
 func (s *Stack) fail(c *component, reason string) {
 	s.hasFailed = true
-	s.setState(c, StateFailed)
+	s.mu.Lock()
+	for _, x := range s.comps {
+		// Dependents that went down with c stay down with it.
+		if x == c || (x.proc != nil && x.proc.done() && !x.proc.intentional.Load()) {
+			x.state = StateFailed
+		}
+	}
+	s.mu.Unlock()
 	err := &ComponentError{
 		Component: c.name,
 		Err: fmt.Errorf("died (%s) after %d restarts within %v: giving up",
