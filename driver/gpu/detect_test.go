@@ -84,15 +84,15 @@ func TestDetect(t *testing.T) {
 			name: "Vulkan missing", dir: "novulkan",
 			run:        func(t *testing.T) RunFunc { return nil },
 			wantDriver: "550.127.05", wantSource: "proc",
-			wantGPUs:   []GPU{{Index: 0, UUID: "GPU-3b3b3b3b-0000-1111-2222-333333333333", Name: "Tesla T4", PCIBusID: "0000:3b:00.0", Minor: 0, NVENC: true}},
-			wantEGL:    "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
+			wantGPUs: []GPU{{Index: 0, UUID: "GPU-3b3b3b3b-0000-1111-2222-333333333333", Name: "Tesla T4", PCIBusID: "0000:3b:00.0", Minor: 0, NVENC: true}},
+			wantEGL:  "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
 		},
 		{
 			name: "real H100 node (recorded): no NVENC, no glvnd so no Vulkan", dir: "h100",
 			run:        func(t *testing.T) RunFunc { return fakeSMI(t, "h100", h100SMI) },
 			wantDriver: "580.159.04", wantSource: "proc+nvidia-smi",
-			wantGPUs:   []GPU{{Index: 0, UUID: "GPU-96824448-f1ee-fe67-1b1f-fa35361b9605", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "0000:00:06.0", Minor: 0}},
-			wantICD:    "/usr/share/vulkan/icd.d/nvidia_icd.json", wantEGL: "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
+			wantGPUs: []GPU{{Index: 0, UUID: "GPU-96824448-f1ee-fe67-1b1f-fa35361b9605", Name: "NVIDIA H100 80GB HBM3", PCIBusID: "0000:00:06.0", Minor: 0}},
+			wantICD:  "/usr/share/vulkan/icd.d/nvidia_icd.json", wantEGL: "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
 		},
 	}
 	for _, tt := range tests {

@@ -129,4 +129,3 @@ func TestRealIsolation(t *testing.T) {
 		t.Logf("VULKANINFO in isolated cgroup: err=%v\n%s", err, out)
 	}
 }
-
