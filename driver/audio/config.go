@@ -105,7 +105,7 @@ func (c Config) validate() (settings, error) {
 		errs = append(errs, fmt.Errorf("StateDir %q is not absolute: give an absolute path", c.StateDir))
 	}
 	if c.Log == nil {
-		errs = append(errs, errors.New("Log is nil: give a writer for component output (io.Discard to drop it)"))
+		errs = append(errs, errors.New("the Log writer is nil: give a writer for component output (io.Discard to drop it)"))
 	}
 	if c.MaxRestarts < 0 {
 		errs = append(errs, fmt.Errorf("MaxRestarts is %d: use 0 for the default (%d) or a positive count", c.MaxRestarts, DefaultMaxRestarts))

@@ -25,12 +25,12 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"runtime dir too long for a socket", func(c *Config) { c.RuntimeDir = long }, []string{"RuntimeDir", "108-byte unix socket limit", "at most 94 fit"}},
 		{"empty state dir", func(c *Config) { c.StateDir = "" }, []string{"StateDir is empty"}},
 		{"relative state dir", func(c *Config) { c.StateDir = "state" }, []string{`StateDir "state" is not absolute`}},
-		{"nil log", func(c *Config) { c.Log = nil }, []string{"Log is nil", "io.Discard"}},
+		{"nil log", func(c *Config) { c.Log = nil }, []string{"Log writer is nil", "io.Discard"}},
 		{"negative restarts", func(c *Config) { c.MaxRestarts = -1 }, []string{"MaxRestarts is -1"}},
 		{"negative timeout", func(c *Config) { c.ReadyTimeout = -time.Second }, []string{"ReadyTimeout is -1s"}},
 		{"missing program", func(c *Config) { c.Bins.WirePlumber = "/nonexistent/wireplumber" },
 			[]string{"/nonexistent/wireplumber", "apt-get install wireplumber"}},
-		{"two mistakes at once", func(c *Config) { c.RuntimeDir = ""; c.Log = nil }, []string{"RuntimeDir is empty", "Log is nil"}},
+		{"two mistakes at once", func(c *Config) { c.RuntimeDir = ""; c.Log = nil }, []string{"RuntimeDir is empty", "Log writer is nil"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -150,6 +151,35 @@ func TestTwoStacksAreIsolated(t *testing.T) {
 			}
 			if got := fi.Sys().(*syscall.Stat_t).Uid; got != want {
 				t.Errorf("%s is owned by uid %d, want %d", s.RuntimeDir(), got, want)
+			}
+		}
+	})
+
+	t.Run("daemons see only private paths", func(t *testing.T) {
+		for _, s := range []*testStack{a, b} {
+			for _, c := range s.Components() {
+				raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c.PID))
+				if err != nil {
+					t.Fatalf("%s: %v", c.Name, err)
+				}
+				env := map[string]string{}
+				for _, kv := range strings.Split(string(raw), "\x00") {
+					if k, v, ok := strings.Cut(kv, "="); ok {
+						env[k] = v
+					}
+				}
+				private := map[string]string{
+					"XDG_RUNTIME_DIR": s.RuntimeDir(), "PIPEWIRE_RUNTIME_DIR": s.RuntimeDir(),
+					"HOME": s.home, "XDG_CONFIG_HOME": s.home, "XDG_STATE_HOME": s.home,
+				}
+				for k, dir := range private {
+					if v := env[k]; v != dir && !strings.HasPrefix(v, dir+"/") {
+						t.Errorf("%s of %s has %s=%q, want it inside %s", c.Name, s.RuntimeDir(), k, v, dir)
+					}
+				}
+				if bus := env["DBUS_SESSION_BUS_ADDRESS"]; c.Name != CompDBus && !strings.Contains(bus, s.RuntimeDir()+"/") {
+					t.Errorf("%s uses bus %q, want the stack's own", c.Name, bus)
+				}
 			}
 		}
 	})
