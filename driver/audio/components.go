@@ -22,9 +22,9 @@ type launch struct {
 	bin   string
 	args  []string
 	extra []*os.File
-	// started runs after the process was spawned (or failed to), to close
-	// the parent's ends of pipes handed to the child.
-	started func()
+	// started runs after the process was spawned (or failed to, then ok is
+	// false), to close the parent's ends of pipes handed to the child.
+	started func(ok bool)
 	ready   func(ctx context.Context, p *proc) error
 }
 
@@ -57,7 +57,12 @@ func launchDBus(s *Stack) (launch, error) {
 		// stderr, where the session's log can show them.
 		args:    []string{"--config-file=" + s.lay.dbusConfig, "--nofork", "--nosyslog", "--print-address=3"},
 		extra:   []*os.File{w},
-		started: func() { w.Close() },
+		started: func(ok bool) {
+			w.Close()
+			if !ok {
+				r.Close() // ready, which reads it, will not run
+			}
+		},
 		ready: func(ctx context.Context, p *proc) error {
 			defer r.Close()
 			addr, err := readPrintedAddress(ctx, p, r)

@@ -46,7 +46,9 @@ type Config struct {
 	// be short: the pulse socket inside it is limited to 108 bytes.
 	RuntimeDir string
 	// StateDir holds HOME and the XDG config/state/data dirs of the daemons,
-	// so nothing touches the user's real home. Created if missing; kept on Stop.
+	// so nothing touches the user's real home. Created if missing (with
+	// Credential, its parent must already be traversable by that user);
+	// kept on Stop, as it lives in the task dir.
 	StateDir string
 	// Log receives every output line of the components, prefixed "[name] ".
 	// Use io.Discard to drop them; nil is refused so output is never lost by accident.

@@ -162,7 +162,7 @@ func (s *Stack) startComponent(ctx context.Context, c *component) error {
 		onExit: s.notifyExit,
 	})
 	if l.started != nil {
-		l.started()
+		l.started(err == nil)
 	}
 	if err != nil {
 		s.setState(c, StateFailed)
