@@ -55,8 +55,8 @@ func launchDBus(s *Stack) (launch, error) {
 		bin: s.cfg.Bins.DBusDaemon,
 		// fd 3 is the first of ExtraFiles. --nosyslog keeps warnings on
 		// stderr, where the session's log can show them.
-		args:    []string{"--config-file=" + s.lay.dbusConfig, "--nofork", "--nosyslog", "--print-address=3"},
-		extra:   []*os.File{w},
+		args:  []string{"--config-file=" + s.lay.dbusConfig, "--nofork", "--nosyslog", "--print-address=3"},
+		extra: []*os.File{w},
 		started: func(ok bool) {
 			w.Close()
 			if !ok {
