@@ -1,9 +1,6 @@
 package signalling
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +46,7 @@ type frameKind uint8
 const (
 	frameText frameKind = iota
 	framePing
+	framePong
 )
 
 type outFrame struct {
@@ -56,9 +54,9 @@ type outFrame struct {
 	data []byte
 }
 
-// conn is one WebSocket peer. Its reader runs on the HTTP handler's
-// goroutine; a writer goroutine exists only while frames are queued, so an
-// idle connection costs one parked goroutine.
+// conn is one WebSocket peer. Its frames are read by a shared poller (see
+// poll_linux.go) and a writer goroutine exists only while frames are queued,
+// so an idle connection holds no goroutine and no buffer.
 type conn struct {
 	srv       *Server
 	ws        *websocket.Conn
@@ -84,7 +82,14 @@ type conn struct {
 	closeReason string
 	maxQueue    int
 
+	peerClosed bool // the peer's close frame arrived (guarded by mu)
+
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame from the peer
+	killed   atomic.Bool
+	pollID   int32
+
+	// Read side, touched only by the goroutine reading this connection.
+	reader
 
 	// Token bucket, touched by the reader only.
 	rate, burst, tokens float64
@@ -104,11 +109,13 @@ func (c *conn) enqueue(f outFrame) {
 		return
 	}
 	if len(c.queue) >= c.maxQueue {
-		c.queue = nil
+		// The peer's socket is full, so a close frame could not get through
+		// either: drop the connection; its reader then tears it down.
+		c.queue, c.closing, c.closeSent = nil, true, true
 		c.mu.Unlock()
 		c.srv.metrics.reject(c.role, reasonSendQueueFull)
-		c.srv.log.Warn("closing slow connection", "role", c.role, "id", c.ident(), "queued", c.maxQueue)
-		c.close(closePolicy, "send queue full: the connection reads too slowly")
+		c.srv.log.Warn("dropping connection that reads too slowly", "role", c.role, "remote", c.remote, "queued", c.maxQueue)
+		go c.kill() // callers may hold the server's lock, which teardown takes
 		return
 	}
 	c.queue = append(c.queue, f)
@@ -168,11 +175,10 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 		for _, f := range batch {
 			if err := c.writeFrame(f); err != nil {
-				// The reader notices the dead socket and tears the connection down.
-				_ = c.ws.NetConn().Close()
 				c.mu.Lock()
 				c.closing, c.closeSent, c.queue, c.writing = true, true, nil, false
 				c.mu.Unlock()
+				c.kill()
 				return
 			}
 		}
@@ -181,8 +187,11 @@ func (c *conn) writeLoop() {
 
 func (c *conn) writeFrame(f outFrame) error {
 	deadline := time.Now().Add(c.srv.limits.WriteTimeout)
-	if f.kind == framePing {
+	switch f.kind {
+	case framePing:
 		return c.ws.WriteControl(websocket.PingMessage, nil, deadline)
+	case framePong:
+		return c.ws.WriteControl(websocket.PongMessage, f.data, deadline)
 	}
 	_ = c.ws.SetWriteDeadline(deadline)
 	if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
@@ -192,10 +201,28 @@ func (c *conn) writeFrame(f outFrame) error {
 	return nil
 }
 
+// writeClose sends our close frame. If the peer already sent its own, the
+// handshake is complete; otherwise it has closeGrace to answer.
 func (c *conn) writeClose(code int, reason string) {
-	now := time.Now()
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), now.Add(time.Second))
-	_ = c.ws.SetReadDeadline(now.Add(closeGrace))
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	c.mu.Lock()
+	done := c.peerClosed
+	c.mu.Unlock()
+	if done {
+		c.kill()
+		return
+	}
+	time.AfterFunc(closeGrace, c.kill)
+}
+
+// kill drops the socket and forgets the peer, once.
+func (c *conn) kill() {
+	if !c.killed.CompareAndSwap(false, true) {
+		return
+	}
+	c.srv.poll.remove(c)
+	_ = c.ws.NetConn().Close()
+	c.srv.teardown(c)
 }
 
 // allow takes one token from the connection's bucket.
@@ -213,46 +240,4 @@ func (c *conn) allow(now time.Time) bool {
 	}
 	c.tokens--
 	return true
-}
-
-// ident names the connection in logs.
-func (c *conn) ident() string {
-	if c.role == roleStreamer {
-		if c.streamerID != "" {
-			return c.streamerID
-		}
-		return "(unidentified)"
-	}
-	return c.playerID
-}
-
-var readBufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-var errTooBig = errors.New("message too big")
-
-// readMessage reads one message into a pooled buffer, refusing anything over
-// limit bytes without buffering it.
-func (c *conn) readMessage(limit int64) (*bytes.Buffer, error) {
-	_, r, err := c.ws.NextReader()
-	if err != nil {
-		return nil, err
-	}
-	buf := readBufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
-		readBufPool.Put(buf)
-		return nil, err
-	}
-	if n > limit {
-		readBufPool.Put(buf)
-		return nil, errTooBig
-	}
-	return buf, nil
-}
-
-func putReadBuf(b *bytes.Buffer) {
-	if b.Cap() <= 64<<10 {
-		readBufPool.Put(b)
-	}
 }

@@ -80,7 +80,7 @@ func TestMalformedInput(t *testing.T) {
 func flood(n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = `{"type":"listStreamers"}`
+		out[i] = `{"type":"unsubscribe"}` // no reply, so only the rate limit can trip
 	}
 	return out
 }

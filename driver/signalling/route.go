@@ -214,6 +214,10 @@ func (s *Server) identify(c *conn, m *message) *protocolError {
 // A streamer that identifies again is renamed and its players told.
 func (s *Server) list(c *conn, want string) {
 	s.mu.Lock()
+	if c.killed.Load() { // torn down while this message was handled
+		s.mu.Unlock()
+		return
+	}
 	wasListed := c.listed
 	old := c.streamerID
 	if wasListed {
@@ -282,6 +286,10 @@ func (s *Server) unlist(c *conn, why string) {
 // subscribe attaches player (or SFU) c to streamer id.
 func (s *Server) subscribe(c *conn, id string) {
 	s.mu.Lock()
+	if c.killed.Load() { // torn down while this message was handled
+		s.mu.Unlock()
+		return
+	}
 	st := s.streamers[id]
 	if st == nil {
 		s.mu.Unlock()
@@ -494,7 +502,8 @@ func candidateLine(obj []byte) string {
 
 // teardown forgets a peer whose socket is gone and tells whoever cares.
 func (s *Server) teardown(c *conn) {
-	_ = c.ws.NetConn().Close()
+	s.connections.Add(-1)
+	s.metrics.connected(c.role, -1)
 	if c.role != rolePlayer {
 		s.unlist(c, "connection closed")
 	}

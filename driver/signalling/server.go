@@ -49,6 +49,7 @@ type Server struct {
 	sfuLn     net.Listener
 	stopSweep chan struct{}
 	sweepDone chan struct{}
+	poll      poll
 }
 
 // writeBufferPool lends write buffers only while a frame is being written,
@@ -136,6 +137,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.started = time.Now()
+	s.poll = newPoll()
 	s.serve(s.playerLn, s.playerMux())
 	s.serve(s.streamLn, s.wsOnly(roleStreamer))
 	if s.sfuLn != nil {
@@ -219,12 +221,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		s.mu.RLock()
+		left := make([]*conn, 0, len(s.conns))
 		for c := range s.conns {
-			_ = c.ws.NetConn().Close()
+			left = append(left, c)
 		}
 		s.mu.RUnlock()
+		for _, c := range left {
+			c.kill()
+		}
 		<-done
 		errs = append(errs, fmt.Errorf("signalling shutdown: peers dropped without a close handshake: %w", ctx.Err()))
+	}
+	if s.poll != nil {
+		s.poll.stop()
 	}
 	return errors.Join(errs...)
 }
@@ -255,10 +264,6 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 	}
 	c.tokens = c.burst
 	c.lastSeen.Store(now.UnixNano())
-	ws.SetPongHandler(func(string) error {
-		c.lastSeen.Store(time.Now().UnixNano())
-		return nil
-	})
 
 	if n := s.connections.Add(1); n > int64(s.limits.MaxConnections) {
 		s.connections.Add(-1)
@@ -270,17 +275,20 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 		_ = ws.Close()
 		return
 	}
-	defer s.connections.Add(-1)
-
 	if !s.register(c) {
+		s.connections.Add(-1)
 		_ = ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
 	}
 	s.metrics.connected(rl, 1)
-	defer s.metrics.connected(rl, -1)
-	s.readLoop(c)
+	// From here the poll reads the socket; this handler's goroutine, with
+	// the HTTP server's request state and buffers, ends.
+	if err := s.poll.add(c); err != nil {
+		s.log.Error("cannot read connection", "error", err)
+		c.kill()
+	}
 }
 
 // register adds a new peer and greets it: players get config, streamers and
@@ -341,36 +349,6 @@ func (s *Server) deadlinePassed(c *conn, reason, text string) {
 	c.close(closePolicy, text)
 }
 
-func (s *Server) readLoop(c *conn) {
-	defer s.teardown(c)
-	for {
-		buf, err := c.readMessage(s.limits.MaxMessageBytes)
-		if err != nil {
-			if errors.Is(err, errTooBig) {
-				s.metrics.reject(c.role, reasonTooBig)
-				c.close(closeTooBig, fmt.Sprintf("message larger than %d bytes", s.limits.MaxMessageBytes))
-				continue
-			}
-			return
-		}
-		now := time.Now()
-		c.lastSeen.Store(now.UnixNano())
-		if c.isClosing() {
-			putReadBuf(buf)
-			continue
-		}
-		if !c.allow(now) {
-			putReadBuf(buf)
-			s.metrics.reject(c.role, reasonRateLimit)
-			s.log.Warn("closing connection over its message rate", "role", c.role, "player", c.playerID, "remote", c.remote)
-			c.close(closePolicy, fmt.Sprintf("rate limit exceeded: more than %g messages per second", c.rate))
-			continue
-		}
-		s.handle(c, buf.Bytes())
-		putReadBuf(buf)
-	}
-}
-
 // keepalive pings every peer on one timer and drops those that stopped answering.
 func (s *Server) keepalive() {
 	defer close(s.sweepDone)
@@ -382,16 +360,21 @@ func (s *Server) keepalive() {
 			return
 		case now := <-t.C:
 			cutoff := now.Add(-s.limits.PongTimeout).UnixNano()
+			var dead []*conn
 			s.mu.RLock()
 			for c := range s.conns {
 				if c.lastSeen.Load() < cutoff {
-					s.metrics.reject(c.role, reasonPingTimeout)
-					_ = c.ws.NetConn().Close()
+					dead = append(dead, c)
 					continue
 				}
 				c.enqueue(outFrame{kind: framePing})
 			}
 			s.mu.RUnlock()
+			for _, c := range dead {
+				s.metrics.reject(c.role, reasonPingTimeout)
+				s.log.Info("dropping peer that stopped answering pings", "role", c.role, "player", c.playerID, "remote", c.remote)
+				c.kill()
+			}
 		}
 	}
 }

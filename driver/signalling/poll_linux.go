@@ -1,0 +1,181 @@
+package signalling
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// epollSet spreads connections over one epoll loop per CPU. Each loop reads
+// and handles its connections inline: handling never blocks (sends only
+// queue), so no goroutine, stack or buffer is held per idle connection.
+type epollSet struct {
+	loops []*epollLoop
+	next  atomic.Uint32
+	ids   atomic.Int32
+}
+
+type epollLoop struct {
+	epfd    int
+	wakefd  int
+	mu      sync.Mutex
+	conns   map[int32]*conn
+	scratch []byte
+	done    chan struct{}
+}
+
+func newPoll() poll {
+	n := runtime.GOMAXPROCS(0)
+	set := &epollSet{}
+	for i := 0; i < n; i++ {
+		l, err := newEpollLoop()
+		if err != nil {
+			set.stop()
+			return goroutinePoll{}
+		}
+		set.loops = append(set.loops, l)
+		go l.run()
+	}
+	return set
+}
+
+func newEpollLoop() (*epollLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	// id 0 is the wake-up eventfd; connections get ids from 1.
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0}); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(wake)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return &epollLoop{epfd: epfd, wakefd: wake, conns: make(map[int32]*conn), scratch: make([]byte, 32<<10), done: make(chan struct{})}, nil
+}
+
+func (s *epollSet) add(c *conn) error {
+	raw, err := rawConn(c)
+	if err != nil {
+		return err
+	}
+	c.raw = raw
+	id := s.ids.Add(1)
+	if id <= 0 { // wrapped after 2^31 connections
+		s.ids.Store(1)
+		id = 1
+	}
+	c.pollID = id
+	l := s.loops[s.next.Add(1)%uint32(len(s.loops))]
+	l.mu.Lock()
+	l.conns[id] = c
+	l.mu.Unlock()
+	var cerr error
+	err = raw.Control(func(fd uintptr) {
+		// Level-triggered: bytes left unread fire again on the next wait.
+		cerr = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: id})
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		l.mu.Lock()
+		delete(l.conns, id)
+		l.mu.Unlock()
+		return fmt.Errorf("epoll add: %w", err)
+	}
+	return nil
+}
+
+func (s *epollSet) remove(c *conn) {
+	for _, l := range s.loops {
+		l.mu.Lock()
+		_, ok := l.conns[c.pollID]
+		if ok {
+			delete(l.conns, c.pollID)
+		}
+		l.mu.Unlock()
+		if ok {
+			_ = c.raw.Control(func(fd uintptr) { _ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+			return
+		}
+	}
+}
+
+func (s *epollSet) stop() {
+	for _, l := range s.loops {
+		var one = [8]byte{1}
+		_, _ = unix.Write(l.wakefd, one[:])
+		<-l.done
+	}
+}
+
+func rawConn(c *conn) (syscall.RawConn, error) {
+	sc, ok := c.ws.NetConn().(syscall.Conn)
+	if !ok {
+		return nil, errors.New("connection has no file descriptor")
+	}
+	return sc.SyscallConn()
+}
+
+func (l *epollLoop) run() {
+	defer close(l.done)
+	defer unix.Close(l.wakefd)
+	defer unix.Close(l.epfd)
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := 0; i < n; i++ {
+			id := events[i].Fd
+			if id == 0 {
+				return
+			}
+			l.mu.Lock()
+			c := l.conns[id]
+			l.mu.Unlock()
+			if c != nil {
+				l.readable(c)
+			}
+		}
+	}
+}
+
+// readable reads what the socket holds, a bounded amount per wake-up so one
+// busy peer cannot starve the others on this loop.
+func (l *epollLoop) readable(c *conn) {
+	raw := c.raw
+	for i := 0; i < 4; i++ {
+		var n int
+		var rerr error
+		if err := raw.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), l.scratch) }); err != nil {
+			c.kill() // closed by someone else
+			return
+		}
+		switch {
+		case errors.Is(rerr, unix.EAGAIN) || errors.Is(rerr, unix.EINTR):
+			return
+		case rerr != nil || n == 0:
+			c.kill() // reset, or the peer closed its side
+			return
+		}
+		c.feed(l.scratch[:n])
+		if c.killed.Load() || n < len(l.scratch) {
+			return
+		}
+	}
+}

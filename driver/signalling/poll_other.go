@@ -1,0 +1,5 @@
+//go:build !linux
+
+package signalling
+
+func newPoll() poll { return goroutinePoll{} }
