@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
+	"unsafe"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +56,8 @@ type loopStats struct {
 type loop struct {
 	srv    *Server
 	epfd   int
+	epf    *os.File
+	raw    syscall.RawConn
 	wakefd int
 	ctrl   *ctrlConn // this loop's socket on the listen port
 
@@ -90,12 +95,23 @@ func newLoop(s *Server, ctrl *ctrlConn) (*loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll fd non-blocking: %w", err)
+	}
+	// A non-blocking descriptor handed to os.NewFile joins the netpoller.
+	epf := os.NewFile(uintptr(epfd), "relay-epoll")
+	raw, err := epf.SyscallConn()
+	if err != nil {
+		epf.Close()
+		return nil, fmt.Errorf("epoll fd: %w", err)
+	}
 	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		unix.Close(epfd)
+		epf.Close()
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	l := &loop{srv: s, epfd: epfd, wakefd: wfd, ctrl: ctrl, done: make(chan struct{})}
+	l := &loop{srv: s, epfd: epfd, epf: epf, raw: raw, wakefd: wfd, ctrl: ctrl, done: make(chan struct{})}
 	empty := map[int32]*endpoint{}
 	l.eps.Store(&empty)
 	l.events = make([]unix.EpollEvent, 128)
@@ -175,39 +191,63 @@ func (l *loop) wake() {
 }
 
 func (l *loop) closeFDs() {
-	unix.Close(l.epfd)
+	l.epf.Close()
 	unix.Close(l.wakefd)
 }
 
+// run waits for events through Go's netpoller rather than blocking in
+// epoll_wait: the loop's epoll descriptor is itself pollable, so an idle
+// loop parks its goroutine and no OS thread sits in a long system call
+// (which would make the runtime hand its P around on every batch).
 func (l *loop) run() {
 	defer close(l.done)
 	for !l.stop.Load() {
-		n, err := unix.EpollWait(l.epfd, l.events, -1)
-		l.seq.Add(1)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			l.srv.log.Error("relay loop stopped: epoll_wait failed", "error", err)
+		err := l.raw.Read(func(fd uintptr) bool {
+			n, err := epollWaitNow(int(fd), l.events)
+			if err != nil || n == 0 {
+				return err != nil && !errors.Is(err, unix.EINTR)
+			}
 			l.seq.Add(1)
+			l.handle(n)
+			l.seq.Add(1)
+			return true
+		})
+		if err != nil {
+			if !l.stop.Load() {
+				l.srv.log.Error("relay loop stopped", "error", err)
+			}
 			return
 		}
-		eps := *l.eps.Load()
-		for i := 0; i < n; i++ {
-			ep := eps[l.events[i].Fd]
-			if ep == nil {
-				continue
-			}
-			switch ep.kind {
-			case kindListener:
-				l.readListener(ep)
-			case kindRelay:
-				l.readRelay(ep.relay)
-			case kindWake:
-				var b [8]byte
-				_, _ = unix.Read(l.wakefd, b[:])
-			}
-		}
-		l.flush()
-		l.seq.Add(1)
 	}
+}
+
+func (l *loop) handle(n int) {
+	eps := *l.eps.Load()
+	for i := 0; i < n; i++ {
+		ep := eps[l.events[i].Fd]
+		if ep == nil {
+			continue
+		}
+		switch ep.kind {
+		case kindListener:
+			l.readListener(ep)
+		case kindRelay:
+			l.readRelay(ep.relay)
+		case kindWake:
+			var b [8]byte
+			_, _ = unix.Read(l.wakefd, b[:])
+		}
+	}
+	l.flush()
+}
+
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // quietSince reports whether the loop has left the batch it was in when

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,7 +32,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: nomad-driver-pixelstream turn --listen ADDR --realm R --secret S [--relay-ip IP] [--public-ip IP]\n"+
-			"         [--relay-ports MIN-MAX] [--allow-peer IP[:PORT]|CIDR]... [--tls-cert F --tls-key F] [--log-level L]\n\n"+
+			"         [--relay-ports MIN-MAX] [--allow-peer IP[:PORT]|CIDR]... [--tls-cert F --tls-key F] [--quota-player N] [--quota-session N] [--quota-lifetime N] [--log-level L]\n\n"+
 			"The secret may come from $%s instead of --secret (keeps it out of ps).\n"+
 			"Peers are denied by default: list the addresses relayed traffic may reach with --allow-peer.\n\n", secretEnv)
 		fs.PrintDefaults()
@@ -41,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		secret     string
 		relayPorts string
 		logLevel   string
+		cpuProfile string
 		allow      allowPeerFlag
 	)
 	fs.StringVar(&cfg.Listen, "listen", "", "UDP and TCP `address` to listen on, ip:port (required)")
@@ -53,6 +55,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CertFile, "tls-cert", "", "TLS certificate `file` for turns: on the same TCP port")
 	fs.StringVar(&cfg.KeyFile, "tls-key", "", "TLS key `file`")
 	fs.IntVar(&cfg.Sockets, "sockets", 0, "UDP sockets (SO_REUSEPORT) and relay loops (default: one per CPU, at most 4)")
+	fs.IntVar(&cfg.Quotas.PerPlayer, "quota-player", 0, "concurrent allocations per username's id (default 12)")
+	fs.IntVar(&cfg.Quotas.PerSession, "quota-session", 0, "concurrent allocations in total (default 200)")
+	fs.IntVar(&cfg.Quotas.Lifetime, "quota-lifetime", 0, "allocations over the server's life (default 20000)")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to `file` until shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,6 +97,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "turn", Level: level, Output: stderr})
 
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "turn: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "turn: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
