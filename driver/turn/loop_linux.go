@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
