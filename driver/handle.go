@@ -10,12 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/consul-template/signals"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/nomad/drivers/shared/eventer"
 	"github.com/hashicorp/nomad/drivers/shared/executor"
 	"github.com/hashicorp/nomad/plugins/drivers"
-	"github.com/hashicorp/consul-template/signals"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/session"
