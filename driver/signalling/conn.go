@@ -1,22 +1,10 @@
 package signalling
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
-)
-
-// Close codes the server uses (RFC 6455 section 7.4.1).
-const (
-	closeNormal         = websocket.CloseNormalClosure // streamer left: the frontend reconnects
-	closeGoingAway      = websocket.CloseGoingAway     // server shutting down: the frontend stays put
-	closeInvalidPayload = websocket.CloseInvalidFramePayloadData
-	closePolicy         = websocket.ClosePolicyViolation
-	closeTooBig         = websocket.CloseMessageTooBig
-	closeInternal       = websocket.CloseInternalServerErr // disconnectPlayer, as Epic's server does
-	closeTryAgainLater  = websocket.CloseTryAgainLater
 )
 
 // closeGrace is how long a peer has to answer our close frame before the
@@ -59,7 +47,7 @@ type outFrame struct {
 // so an idle connection holds no goroutine and no buffer.
 type conn struct {
 	srv       *Server
-	ws        *websocket.Conn
+	nc        net.Conn
 	role      role
 	remote    string
 	connected time.Time
@@ -186,15 +174,14 @@ func (c *conn) writeLoop() {
 }
 
 func (c *conn) writeFrame(f outFrame) error {
-	deadline := time.Now().Add(c.srv.limits.WriteTimeout)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.limits.WriteTimeout))
 	switch f.kind {
 	case framePing:
-		return c.ws.WriteControl(websocket.PingMessage, nil, deadline)
+		return writeFrame(c.nc, opPing, nil)
 	case framePong:
-		return c.ws.WriteControl(websocket.PongMessage, f.data, deadline)
+		return writeFrame(c.nc, opPong, f.data)
 	}
-	_ = c.ws.SetWriteDeadline(deadline)
-	if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+	if err := writeFrame(c.nc, opText, f.data); err != nil {
 		return err
 	}
 	c.srv.metrics.sent(c.role, len(f.data))
@@ -204,7 +191,8 @@ func (c *conn) writeFrame(f outFrame) error {
 // writeClose sends our close frame. If the peer already sent its own, the
 // handshake is complete; otherwise it has closeGrace to answer.
 func (c *conn) writeClose(code int, reason string) {
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = writeFrame(c.nc, opClose, closePayload(code, reason))
 	c.mu.Lock()
 	done := c.peerClosed
 	c.mu.Unlock()
@@ -221,7 +209,7 @@ func (c *conn) kill() {
 		return
 	}
 	c.srv.poll.remove(c)
-	_ = c.ws.NetConn().Close()
+	_ = c.nc.Close()
 	c.srv.teardown(c)
 }
 

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // WebSocket opcodes (RFC 6455 section 5.2).
@@ -20,8 +18,8 @@ const (
 )
 
 // reader is the read side of a connection: an incremental parser of client
-// frames fed with whatever bytes the socket had. Gorilla writes our frames;
-// reading ourselves lets an idle connection hold no goroutine and no buffer.
+// frames fed with whatever bytes the socket had, so an idle connection holds
+// no goroutine and no buffer.
 type reader struct {
 	raw     syscall.RawConn // the socket, for the epoll loop
 	pending []byte          // an incomplete frame carried over; nil when none
@@ -179,7 +177,7 @@ func (c *conn) message(now time.Time, data []byte) {
 // dropped once our answer is written.
 func (c *conn) peerClose(payload []byte) {
 	c.discard = true
-	code := websocket.CloseNormalClosure
+	code := closeNormal
 	if len(payload) >= 2 {
 		code = int(binary.BigEndian.Uint16(payload))
 	}
@@ -192,8 +190,8 @@ func (c *conn) peerClose(payload []byte) {
 		return
 	}
 	switch code {
-	case websocket.CloseNoStatusReceived, websocket.CloseAbnormalClosure, websocket.CloseTLSHandshake:
-		code = websocket.CloseNormalClosure // reserved: never sent in a frame
+	case closeNoStatus, closeAbnormal, closeTLS:
+		code = closeNormal // reserved: never sent in a frame
 	}
 	c.close(code, "")
 }
@@ -202,7 +200,7 @@ func (c *conn) protocolError(reason string) {
 	c.discard = true
 	c.srv.metrics.reject(c.role, reasonInvalid)
 	c.srv.log.Info("closing connection after a WebSocket protocol error", "role", c.role, "remote", c.remote, "reason", reason)
-	c.close(websocket.CloseProtocolError, reason)
+	c.close(closeProtocol, reason)
 }
 
 func (c *conn) tooBig() {

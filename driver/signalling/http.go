@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -36,7 +35,7 @@ func (s *Server) playerMux() http.Handler {
 	mux.HandleFunc("GET /api/players/{id}", s.guard(s.apiPlayer))
 	mux.HandleFunc("/", s.guard(s.page.ServeHTTP))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if websocket.IsWebSocketUpgrade(r) {
+		if isUpgrade(r) {
 			if !s.requireToken(w, r) {
 				return
 			}
@@ -60,7 +59,7 @@ func (s *Server) guard(h http.HandlerFunc) http.HandlerFunc {
 // wsOnly serves the streamer and SFU ports, which speak only WebSocket.
 func (s *Server) wsOnly(rl role) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !websocket.IsWebSocketUpgrade(r) {
+		if !isUpgrade(r) {
 			writeText(w, http.StatusUpgradeRequired, "this is the Pixel Streaming "+rl.String()+" endpoint: connect with a WebSocket\n")
 			return
 		}

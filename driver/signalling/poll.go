@@ -15,7 +15,7 @@ type goroutinePoll struct{}
 func (goroutinePoll) add(c *conn) error {
 	go func() {
 		buf := make([]byte, 4096)
-		nc := c.ws.NetConn()
+		nc := c.nc
 		for {
 			n, err := nc.Read(buf)
 			if n > 0 {

@@ -3,6 +3,7 @@ package signalling
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,8 @@ type epollSet struct {
 
 type epollLoop struct {
 	epfd    int
-	wakefd  int
+	file    *os.File        // epfd, so Go's own netpoller can wait on it
+	rc      syscall.RawConn // file's
 	mu      sync.Mutex
 	conns   map[int32]*conn
 	scratch []byte
@@ -49,18 +51,21 @@ func newEpollLoop() (*epollLoop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// An epoll fd is readable while it has events. Handing it to Go's
+	// netpoller (non-blocking, via os.File) lets the loop park like any
+	// network read instead of sitting in a blocking epoll_wait that holds a
+	// P until sysmon notices, which showed up as milliseconds of latency.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("epoll fd non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := f.SyscallConn()
 	if err != nil {
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		_ = f.Close()
+		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
-	// id 0 is the wake-up eventfd; connections get ids from 1.
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0}); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(wake)
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
-	}
-	return &epollLoop{epfd: epfd, wakefd: wake, conns: make(map[int32]*conn), scratch: make([]byte, 32<<10), done: make(chan struct{})}, nil
+	return &epollLoop{epfd: epfd, file: f, rc: rc, conns: make(map[int32]*conn), scratch: make([]byte, 32<<10), done: make(chan struct{})}, nil
 }
 
 func (s *epollSet) add(c *conn) error {
@@ -113,14 +118,13 @@ func (s *epollSet) remove(c *conn) {
 
 func (s *epollSet) stop() {
 	for _, l := range s.loops {
-		var one = [8]byte{1}
-		_, _ = unix.Write(l.wakefd, one[:])
+		_ = l.file.Close() // ends the loop's wait
 		<-l.done
 	}
 }
 
 func rawConn(c *conn) (syscall.RawConn, error) {
-	sc, ok := c.ws.NetConn().(syscall.Conn)
+	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return nil, errors.New("connection has no file descriptor")
 	}
@@ -129,24 +133,23 @@ func rawConn(c *conn) (syscall.RawConn, error) {
 
 func (l *epollLoop) run() {
 	defer close(l.done)
-	defer unix.Close(l.wakefd)
-	defer unix.Close(l.epfd)
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(l.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+		var n int
+		var werr error
+		err := l.rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			if errors.Is(werr, unix.EINTR) {
+				n, werr = 0, nil
 			}
-			return
+			return n > 0 || werr != nil // false: park until epfd is readable
+		})
+		if err != nil || werr != nil {
+			return // stopped
 		}
 		for i := 0; i < n; i++ {
-			id := events[i].Fd
-			if id == 0 {
-				return
-			}
 			l.mu.Lock()
-			c := l.conns[id]
+			c := l.conns[events[i].Fd]
 			l.mu.Unlock()
 			if c != nil {
 				l.readable(c)

@@ -232,6 +232,7 @@ func (s *Server) list(c *conn, want string) {
 	}
 	if c.timer != nil && c.role == roleStreamer {
 		c.timer.Stop()
+		c.timer = nil
 	}
 	c.send(msgEndpointIDConfirm(committed))
 	if wasListed && old != committed {
@@ -316,6 +317,7 @@ func (s *Server) subscribe(c *conn, id string) {
 	s.subscribed++
 	if c.timer != nil {
 		c.timer.Stop()
+		c.timer = nil
 	}
 	st.send(msgPlayerConnected(c.playerID, c.role == roleSFU))
 	evs = append(evs, s.event(PlayerConnected, id, c.playerID))

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,8 +27,6 @@ type Server struct {
 	static  json.RawMessage
 	page    http.Handler
 	started time.Time
-
-	upgrader websocket.Upgrader
 
 	mu          sync.RWMutex
 	conns       map[*conn]struct{}
@@ -51,10 +48,6 @@ type Server struct {
 	sweepDone chan struct{}
 	poll      poll
 }
-
-// writeBufferPool lends write buffers only while a frame is being written,
-// so idle connections hold none.
-var writeBufferPool = &sync.Pool{}
 
 // New validates cfg and returns a server that Start will bind.
 func New(cfg Config) (*Server, error) {
@@ -98,15 +91,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.page = page
-	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  512,
-		WriteBufferSize: 1024,
-		WriteBufferPool: writeBufferPool,
-		// Players come from the page on this port or from any page a user
-		// points at it (Epic's server accepts every origin too); access is
-		// governed by the token, not by Origin.
-		CheckOrigin: func(*http.Request) bool { return true },
-	}
 	return s, nil
 }
 
@@ -241,15 +225,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // accept upgrades an HTTP request to a WebSocket peer of the given role and
 // runs its reader until it goes away.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	// Players come from the page on this port or from any page a user points
+	// at it (Epic's server accepts every origin too): access is governed by
+	// the token, not by Origin.
+	nc, early, err := upgrade(w, r)
 	if err != nil {
 		s.metrics.reject(rl, reasonBadUpgrade)
-		return // the upgrader has answered with an HTTP error
+		s.log.Debug("refused WebSocket upgrade", "role", rl, "remote", r.RemoteAddr, "error", err)
+		return
 	}
 	now := time.Now()
 	c := &conn{
 		srv:       s,
-		ws:        ws,
+		nc:        nc,
 		role:      rl,
 		remote:    r.RemoteAddr,
 		connected: now,
@@ -269,22 +257,20 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 		s.connections.Add(-1)
 		s.metrics.reject(rl, reasonMaxConnections)
 		s.log.Warn("refusing connection: too many connections", "role", rl, "max", s.limits.MaxConnections)
-		_ = ws.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(closeTryAgainLater, fmt.Sprintf("too many connections (max %d)", s.limits.MaxConnections)),
-			time.Now().Add(time.Second))
-		_ = ws.Close()
+		writeCloseNow(nc, closeTryAgainLater, fmt.Sprintf("too many connections (max %d)", s.limits.MaxConnections))
 		return
 	}
 	if !s.register(c) {
 		s.connections.Add(-1)
-		_ = ws.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(closeGoingAway, "server shutting down"), time.Now().Add(time.Second))
-		_ = ws.Close()
+		writeCloseNow(nc, closeGoingAway, "server shutting down")
 		return
 	}
 	s.metrics.connected(rl, 1)
 	// From here the poll reads the socket; this handler's goroutine, with
 	// the HTTP server's request state and buffers, ends.
+	if len(early) > 0 { // a client that did not wait for our handshake answer
+		c.feed(early)
+	}
 	if err := s.poll.add(c); err != nil {
 		s.log.Error("cannot read connection", "error", err)
 		c.kill()
