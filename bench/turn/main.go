@@ -46,7 +46,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
 		os.Exit(turn.Main(os.Args[2:]))
 	}
-	n := flag.Int("n", 5000, "messages per client (turnutils_uclient -n); the issue's figure is 15000 (~45 s per run here)")
+	n := flag.Int("n", 3000, "messages per client (turnutils_uclient -n); the issue's figure is 15000 (~45 s per run here)")
 	loads := flag.String("loads", "40,80,120", "client counts (turnutils_uclient -m), comma separated")
 	size := flag.Int("l", 1200, "payload bytes (turnutils_uclient -l)")
 	flag.Parse()
