@@ -151,7 +151,8 @@ func (s *Server) Start() error {
 	conf.ListenerConfigs = []turn.ListenerConfig{{
 		Listener: s.tcp, RelayAddressGenerator: gen, PermissionHandler: s.permissionHandler(false)}}
 	if s.pion, err = turn.NewServer(conf); err != nil {
-		s.stopLoops()
+		_ = s.tcp.Close()
+		s.releaseUnstarted()
 		return fmt.Errorf("turn: start: %w", err)
 	}
 	for _, l := range s.loops {
@@ -167,7 +168,7 @@ func (s *Server) bindListeners(tlsConf *tls.Config) (err error) {
 	s.loops, s.ctrls = nil, nil
 	defer func() {
 		if err != nil {
-			s.stopLoops()
+			s.releaseUnstarted()
 		}
 	}()
 	addr := s.cfg.listen
@@ -195,6 +196,18 @@ func (s *Server) bindListeners(tlsConf *tls.Config) (err error) {
 	}
 	s.tcp = newTCPListener(ln, tlsConf, s.cfg.maxTCP, s.log)
 	return nil
+}
+
+// releaseUnstarted closes what bindListeners opened when Start fails
+// before the loops run.
+func (s *Server) releaseUnstarted() {
+	for _, l := range s.loops {
+		l.closeFDs()
+	}
+	for _, c := range s.ctrls {
+		unix.Close(c.fd)
+	}
+	s.loops, s.ctrls = nil, nil
 }
 
 func (s *Server) stopLoops() {

@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"github.com/pion/turn/v5"
 	"net"
 	"net/netip"
 	"strconv"
@@ -308,3 +309,32 @@ func TestQuotas(t *testing.T) {
 		})
 	}
 }
+
+func TestCloseDropsTCPClientsAndAllocations(t *testing.T) {
+	s, reg := testServer(t, nil)
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sc := newClientOn(t, s, turnSTUNConn(conn), s.Credentials("p1"))
+	if _, err := sc.allocate(t); err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := metric(t, reg, "pixelstream_turn_allocations", nil); got != 0 {
+		t.Errorf("allocations after Close = %v, want 0", got)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Errorf("client connection still open after Close (read: %v)", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+func turnSTUNConn(c net.Conn) net.PacketConn { return turn.NewSTUNConn(c) }

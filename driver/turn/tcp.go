@@ -26,13 +26,17 @@ type tcpListener struct {
 	done    chan struct{}
 	once    sync.Once
 	refused atomic.Uint64
+
+	mu   sync.Mutex
+	live map[*countedConn]struct{} // closed with the listener: a stopped server keeps no client
 }
 
 const firstByteTimeout = 10 * time.Second
 
 func newTCPListener(ln net.Listener, tlsConf *tls.Config, maxConns int, log hclog.Logger) *tcpListener {
 	t := &tcpListener{ln: ln, tlsConf: tlsConf, log: log,
-		slots: make(chan struct{}, maxConns), conns: make(chan net.Conn), done: make(chan struct{})}
+		slots: make(chan struct{}, maxConns), conns: make(chan net.Conn), done: make(chan struct{}),
+		live: map[*countedConn]struct{}{}}
 	go t.acceptLoop()
 	return t
 }
@@ -54,7 +58,17 @@ func (t *tcpListener) acceptLoop() {
 			_ = c.Close()
 			continue
 		}
-		go t.classify(&countedConn{Conn: c, release: func() { <-t.slots }})
+		cc := &countedConn{Conn: c}
+		cc.release = func() {
+			t.mu.Lock()
+			delete(t.live, cc)
+			t.mu.Unlock()
+			<-t.slots
+		}
+		t.mu.Lock()
+		t.live[cc] = struct{}{}
+		t.mu.Unlock()
+		go t.classify(cc)
 	}
 }
 
@@ -97,6 +111,15 @@ func (t *tcpListener) Close() error {
 	t.once.Do(func() {
 		close(t.done)
 		err = t.ln.Close()
+		t.mu.Lock()
+		live := make([]*countedConn, 0, len(t.live))
+		for c := range t.live {
+			live = append(live, c)
+		}
+		t.mu.Unlock()
+		for _, c := range live {
+			_ = c.Close()
+		}
 	})
 	return err
 }
