@@ -20,7 +20,8 @@ import (
 func main() {
 	sizes := flag.String("players", "1000,5000", "player counts to run, comma separated")
 	streamers := flag.Int("streamers", 4, "streamers (K)")
-	relayFor := flag.Duration("relay", 4*time.Second, "duration of each relay phase")
+	relayFor := flag.Duration("relay", 3*time.Second, "duration of each relay phase")
+	serverBin := flag.String("server-bin", "", "a prebuilt bench/signalling/server binary (default: build it with go build)")
 	flag.Parse()
 	raiseFileLimit()
 
@@ -29,9 +30,11 @@ func main() {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
-	bin, err := buildServer(dir)
-	if err != nil {
-		fail(err)
+	bin := *serverBin
+	if bin == "" {
+		if bin, err = buildServer(dir); err != nil {
+			fail(err)
+		}
 	}
 	serverCPUs, note := placement()
 
@@ -60,8 +63,8 @@ func main() {
 
 	fmt.Printf("### Signalling server benchmark\n\n")
 	fmt.Printf("%s; %d streamers; Go %s. Relay = a player's ICE candidate through the server to its streamer, echoed back through the server (2 forwarded messages per round trip).\n\n", note, *streamers, runtime.Version())
-	fmt.Println("| players | handshake p50 | handshake p99 | relayed msgs/s (closed loop) | server CPU s / 1,000 msgs | load generator CPU (cores) | relay RTT p50 @ 2,000 msgs/s | relay RTT p99 @ 2,000 msgs/s | server RSS per player |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| players | handshake p50 | handshake p99 | relayed msgs/s (closed loop) | server CPU s / 1,000 msgs | load generator CPU (cores) | relay RTT p50 @ 2,000 msgs/s | relay RTT p99 @ 2,000 msgs/s | server RSS per player (idle, as is) | same after a forced GC + scavenge |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
@@ -114,6 +117,12 @@ func runSize(bin, serverCPUs string, n, k int, relayFor time.Duration) (string, 
 	if err != nil {
 		return "", err
 	}
+	_ = srv.cmd.Process.Signal(syscall.SIGUSR1)
+	time.Sleep(500 * time.Millisecond)
+	rssFloor, err := srv.rssBytes()
+	if err != nil {
+		return "", err
+	}
 
 	// Closed loop: every player keeps one candidate in flight.
 	cpu0, _ := srv.cpuSeconds()
@@ -158,10 +167,11 @@ func runSize(bin, serverCPUs string, n, k int, relayFor time.Duration) (string, 
 	}
 
 	perPlayer := float64(rssAfter-rssBefore) / float64(n)
-	return fmt.Sprintf("| %d | %s | %s | %.0f | %.4f | %.2f | %s | %s | %.1f KB (%.1f MB → %.1f MB) |",
+	floor := float64(rssFloor-rssBefore) / float64(n)
+	return fmt.Sprintf("| %d | %s | %s | %.0f | %.4f | %.2f | %s | %s | %.1f KB (%.1f → %.1f MB) | %.1f KB |",
 		n, ms(pct(hs, 50)), ms(pct(hs, 99)), forwarded/wall.Seconds(), (cpu1-cpu0)/forwarded*1000,
 		(self1-self0)/wall.Seconds(), ms(pct(rtts, 50)), ms(pct(rtts, 99)),
-		perPlayer/1024, float64(rssBefore)/(1<<20), float64(rssAfter)/(1<<20)), nil
+		perPlayer/1024, float64(rssBefore)/(1<<20), float64(rssAfter)/(1<<20), floor/1024), nil
 }
 
 func pct(d []time.Duration, p int) time.Duration {

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -44,6 +46,16 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("player http://%s/\nstreamer ws://%s\n", srv.PlayerAddr(), srv.StreamerAddr())
+	// SIGUSR1 collects garbage and returns it to the OS, so the benchmark
+	// can report the floor of the memory held per player besides plain RSS.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+	}()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	<-sigs
