@@ -43,7 +43,10 @@ func TestTaskConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := TaskConfig{Executable: "local/Game.sh", Resolution: "1920x1080", Depth: 24, Render: RenderVulkan,
-		RenderOffscreen: true, StreamerID: DefaultStreamerID, UnrealFlags: true}
+		RenderOffscreen: true, StreamerID: DefaultStreamerID, UnrealFlags: true, Audio: true}
+	if !tc.Audio {
+		t.Fatalf("audio must default to true: %+v", tc)
+	}
 	if tc.Executable != want.Executable || tc.Resolution != want.Resolution || tc.Depth != want.Depth ||
 		tc.Render != want.Render || tc.RenderOffscreen != want.RenderOffscreen || tc.StreamerID != want.StreamerID ||
 		tc.UnrealFlags != want.UnrealFlags || len(tc.Args) != 0 {
@@ -82,6 +85,12 @@ args = ["-info"]
 unreal_flags = false`, []string{"-info"}},
 		{"depth 16", `executable = "a"
 depth = 16
+unreal_flags = false`, nil},
+		{"gpu adapter index no audio", `executable = "a"
+audio = false
+gpu {
+  adapter = 2
+}
 unreal_flags = false`, nil},
 	}
 	for _, c := range cases {
@@ -145,6 +154,16 @@ args = "-AudioMixer"`, "args", ""},
 resolutoin = "1280x720"`, "resolutoin", ""},
 		{"render wrong type", `executable = "a"
 render = ["vulkan"]`, "render", ""},
+		{"gpu adapter word", `executable = "a"
+gpu {
+  adapter = "first"
+}`, "gpu.adapter", `"auto" or a GPU index`},
+		{"gpu adapter negative", `executable = "a"
+gpu {
+  adapter = -1
+}`, "gpu.adapter", "0 to 63"},
+		{"audio wrong type", `executable = "a"
+audio = "yes please"`, "audio", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -189,6 +208,9 @@ runtime_dir = "/run/ps"`, ""},
 		{"long runtime dir", `runtime_dir = "/var/lib/nomad/alloc/0123456789abcdef0123456789abcdef/pixelstream"`, "runtime_dir"},
 		{"empty xvfb", `xvfb_path = ""`, "xvfb_path"},
 		{"allow_root string", `allow_root = "maybe"`, "allow_root"},
+		{"no_gpu unknown", `no_gpu = "maybe"`, "no_gpu"},
+		{"no_gpu software", `no_gpu = "software"
+gpu_isolation = false`, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

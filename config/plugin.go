@@ -34,6 +34,13 @@ type PluginConfig struct {
 	// RuntimeDir is where per-task runtime files live (sockets, X authority,
 	// audio runtime dirs). It must be short; see maxRuntimeDirLen.
 	RuntimeDir string `codec:"runtime_dir"`
+	// NoGPU decides what a task gets on a GPU node when Nomad assigned it no
+	// GPU: "refuse" (fail, so an expensive node is not used for software
+	// rendering by mistake) or "software" (Mesa's software renderers).
+	NoGPU string `codec:"no_gpu"`
+	// GPUIsolation keeps a session from opening the device nodes of GPUs
+	// Nomad did not assign to it (device cgroup; enforced on cgroups v2).
+	GPUIsolation bool `codec:"gpu_isolation"`
 }
 
 // PluginSpec is the HCL schema of PluginConfig.
@@ -50,11 +57,19 @@ var PluginSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("runtime_dir", "string", false),
 		hclspec.NewLiteral(`"`+DefaultRuntimeDir+`"`),
 	),
+	"no_gpu": hclspec.NewDefault(
+		hclspec.NewAttr("no_gpu", "string", false),
+		hclspec.NewLiteral(`"refuse"`),
+	),
+	"gpu_isolation": hclspec.NewDefault(
+		hclspec.NewAttr("gpu_isolation", "bool", false),
+		hclspec.NewLiteral(`true`),
+	),
 })
 
 // DefaultPluginConfig is what the plugin runs with before SetConfig arrives.
 func DefaultPluginConfig() PluginConfig {
-	return PluginConfig{XvfbPath: "Xvfb", RuntimeDir: DefaultRuntimeDir}
+	return PluginConfig{XvfbPath: "Xvfb", RuntimeDir: DefaultRuntimeDir, NoGPU: "refuse", GPUIsolation: true}
 }
 
 // Validate checks the plugin configuration and names the field at fault.
@@ -71,6 +86,11 @@ func (c *PluginConfig) Validate() error {
 	case len(c.RuntimeDir) > maxRuntimeDirLen:
 		errs = append(errs, fmt.Errorf("plugin config runtime_dir: %q is %d bytes; keep it at most %d so unix socket paths under it stay below the 108-byte limit",
 			c.RuntimeDir, len(c.RuntimeDir), maxRuntimeDirLen))
+	}
+	switch c.NoGPU {
+	case "refuse", "software":
+	default:
+		errs = append(errs, fmt.Errorf(`plugin config no_gpu: %q must be "refuse" (tasks without a GPU fail on GPU nodes) or "software" (they render in software)`, c.NoGPU))
 	}
 	return errors.Join(errs...)
 }

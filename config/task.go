@@ -39,6 +39,16 @@ type TaskConfig struct {
 	RenderOffscreen bool     `codec:"render_offscreen"`
 	StreamerID      string   `codec:"streamer_id"`
 	UnrealFlags     bool     `codec:"unreal_flags"`
+	// Audio gives the app a private PipeWire stack with a default sink.
+	Audio bool      `codec:"audio"`
+	GPU   GPUConfig `codec:"gpu"`
+}
+
+// GPUConfig is the task's `gpu { ... }` block.
+type GPUConfig struct {
+	// Adapter is "auto" (the GPU Nomad assigned, mapped to Unreal's adapter
+	// index) or an explicit -graphicsadapter index.
+	Adapter string `codec:"adapter"`
 }
 
 // TaskSpec is the HCL schema of TaskConfig.
@@ -69,6 +79,16 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("unreal_flags", "bool", false),
 		hclspec.NewLiteral(`true`),
 	),
+	"audio": hclspec.NewDefault(
+		hclspec.NewAttr("audio", "bool", false),
+		hclspec.NewLiteral(`true`),
+	),
+	"gpu": hclspec.NewBlock("gpu", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"adapter": hclspec.NewDefault(
+			hclspec.NewAttr("adapter", "string", false),
+			hclspec.NewLiteral(`"auto"`),
+		),
+	})),
 })
 
 // Resolution is a parsed WIDTHxHEIGHT.
@@ -126,6 +146,11 @@ func (t *TaskConfig) Validate() error {
 	if !streamerIDPattern.MatchString(t.StreamerID) {
 		errs = append(errs, fmt.Errorf("streamer_id: %q must be 1 to 64 letters, digits, '.', '_' or '-' (Unreal's default is %q)", t.StreamerID, DefaultStreamerID))
 	}
+	if a := strings.TrimSpace(t.GPU.Adapter); a != "" && a != "auto" {
+		if n, err := strconv.Atoi(a); err != nil || n < 0 || n > 63 {
+			errs = append(errs, fmt.Errorf(`gpu.adapter: %q must be "auto" or a GPU index from 0 to 63`, t.GPU.Adapter))
+		}
+	}
 	for i, a := range t.Args {
 		if strings.ContainsRune(a, 0) {
 			errs = append(errs, fmt.Errorf("args[%d]: contains a NUL byte, which no process argument can hold", i))
@@ -137,12 +162,14 @@ func (t *TaskConfig) Validate() error {
 // AppArgs is the app's full argument list: the job's args first (so positional
 // arguments such as a map name stay first, and because Unreal's parser takes
 // the first occurrence of a flag, a job's own -ResX and the like win), then the
-// Pixel Streaming flags built from the config when unreal_flags is on.
-func (t *TaskConfig) AppArgs(streamerURL string) []string {
+// Pixel Streaming flags built from the config and extra (such as
+// -graphicsadapter=N) when unreal_flags is on.
+func (t *TaskConfig) AppArgs(streamerURL string, extra ...string) []string {
 	args := append([]string(nil), t.Args...)
 	if !t.UnrealFlags {
 		return args
 	}
+	args = append(args, extra...)
 	res, _ := ParseResolution(t.Resolution) // validated before any start
 	if t.RenderOffscreen {
 		args = append(args, "-RenderOffScreen")

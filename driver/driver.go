@@ -72,6 +72,9 @@ type Driver struct {
 	nomadConfig  *base.ClientDriverConfig
 	compute      cpustats.Compute
 	xvfbVersions map[string]string
+	// node is what the last fingerprint found (GPUs, audio); StartTask uses
+	// it rather than probing the node again for every task.
+	node *nodeInfo
 
 	// selfPath is this binary, which the executor re-executes as the
 	// session supervisor.
@@ -153,7 +156,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err := cfg.DecodeDriverConfig(&tc); err != nil {
 		return nil, nil, fmt.Errorf("decode task config: %w", err)
 	}
-	prep, err := prepare(pc, cfg, &tc, d.selfPath)
+	prep, err := prepare(pc, cfg, &tc, d.selfPath, d.nodeInfo())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -162,6 +165,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		AllocID: cfg.AllocID, TaskName: cfg.Name, Task: tc,
 		Executable: prep.executable, TaskDir: cfg.TaskDir().Dir, HomeDir: prep.homeDir,
 		RuntimeDir: prep.runtimeDir, XvfbPath: prep.xvfb,
+		GPUEnv: prep.gpu.Env, GPUArgs: prep.gpu.Args,
 	}
 	fail := func(err error) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
 		_ = os.RemoveAll(prep.runtimeDir)
@@ -229,6 +233,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, err
 	}
 	d.tasks.Set(cfg.ID, h)
+	for _, w := range prep.notices {
+		_ = d.eventer.EmitEvent(&drivers.TaskEvent{TaskID: cfg.ID, AllocID: cfg.AllocID, TaskName: cfg.Name,
+			Timestamp: time.Now(), Message: w, Annotations: map[string]string{"kind": "gpu"}})
+	}
 	go h.forwardEvents(d.ctx, 0)
 	return handle, nil, nil
 }

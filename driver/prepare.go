@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/hashicorp/nomad/client/lib/cgroupslib"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/gpu"
 )
 
 // prepared is what StartTask learned and made before starting anything.
@@ -24,14 +26,24 @@ type prepared struct {
 	xvfb       string
 	runtimeDir string
 	homeDir    string
+	gpu        gpu.Assignment
+	// notices become task events once the task runs (GPU mapping warnings).
+	notices []string
 }
 
 // prepare checks the task against this node (user, executable, Xvfb) and
 // creates its private directories. It starts nothing, and leaves nothing
 // behind when it fails.
-func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskConfig, self string) (*prepared, error) {
+func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskConfig, self string, node *nodeInfo) (*prepared, error) {
 	var errs []error
 	if err := tc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if tc.Audio && !node.audio.Available {
+		errs = append(errs, fmt.Errorf("audio: this node has no PipeWire stack (%s); install it, or set audio = false in the task config", node.audio.Hint))
+	}
+	assignment, isolate, notices, err := mapGPU(pc, cfg, tc, node.gpu)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	uid, gid, userErr := taskUser(cfg.User, pc.AllowRoot)
@@ -67,6 +79,11 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 	if err := display.EnsureSocketDir(); err != nil {
 		return nil, err
 	}
+	if isolate != nil {
+		if err := isolate(); err != nil {
+			return nil, err
+		}
+	}
 	rt, err := makeRuntimeDir(pc.RuntimeDir, cfg.AllocID, cfg.Name, uid, gid)
 	if err != nil {
 		return nil, err
@@ -80,7 +97,8 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 		_ = os.RemoveAll(rt)
 		return nil, fmt.Errorf("chown home dir: %w", err)
 	}
-	return &prepared{uid: uid, gid: gid, executable: executable, xvfb: xvfb, runtimeDir: rt, homeDir: home}, nil
+	return &prepared{uid: uid, gid: gid, executable: executable, xvfb: xvfb, runtimeDir: rt, homeDir: home,
+		gpu: assignment, notices: notices}, nil
 }
 
 // taskUser resolves the task's user; an empty user means the agent's own.
@@ -184,4 +202,64 @@ func runtimeDirName(allocID, task string) string {
 		short = short[:8]
 	}
 	return fmt.Sprintf("%s-%08x", short, h.Sum32())
+}
+
+// mapGPU turns the GPUs Nomad assigned (NVIDIA_VISIBLE_DEVICES, set by the
+// nvidia device plugin) into the app's GPU environment and -graphicsadapter,
+// and says how to keep the session off the other GPUs. A task that does not
+// render and has no GPU assigned gets nothing.
+func mapGPU(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskConfig, info gpu.Info) (gpu.Assignment, func() error, []string, error) {
+	visible := cfg.Env["NVIDIA_VISIBLE_DEVICES"]
+	if tc.Render == config.RenderNone && visible == "" {
+		return gpu.Assignment{}, nil, nil, nil
+	}
+	var errs []error
+	if tc.Render != config.RenderNone {
+		if err := gpu.CheckRender(info, tc.Render); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	adapter, err := gpu.ParseAdapter(tc.GPU.Adapter)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	policy, err := gpu.ParseNoGPUPolicy("no_gpu", pc.NoGPU)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return gpu.Assignment{}, nil, nil, errors.Join(errs...)
+	}
+	cgroup := ""
+	if cfg.Resources != nil && cfg.Resources.LinuxResources != nil {
+		cgroup = cfg.Resources.LinuxResources.CpusetCgroupPath
+	}
+	// Device isolation is enforced where the task has its own unified cgroup
+	// (cgroups v2); on v1 Nomad gives process drivers no devices cgroup.
+	isolated := pc.GPUIsolation && cgroupslib.GetMode() == cgroupslib.CG2 && cgroup != ""
+	a, err := gpu.Map(info, visible, gpu.MapOptions{Adapter: adapter, NoGPU: policy, Isolated: isolated})
+	if err != nil {
+		return gpu.Assignment{}, nil, nil, fmt.Errorf("gpu: %w", err)
+	}
+	notices := append([]string(nil), a.Warnings...)
+	if len(a.GPUs) == 0 {
+		return a, nil, notices, nil
+	}
+	if !isolated {
+		if pc.GPUIsolation {
+			notices = append(notices, "GPU isolation is not enforced on this node (cgroups v1): the session could open other GPUs' device nodes")
+		}
+		return a, nil, notices, nil
+	}
+	isolate := func() error {
+		deny, err := gpu.DevicesToDeny(info, a)
+		if err != nil {
+			return fmt.Errorf("gpu isolation: %w", err)
+		}
+		if err := gpu.Isolate(cgroup, deny); err != nil {
+			return fmt.Errorf("gpu isolation: %w (set gpu_isolation = false in the plugin config to run without it)", err)
+		}
+		return nil
+	}
+	return a, isolate, notices, nil
 }

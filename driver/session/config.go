@@ -29,6 +29,11 @@ type Config struct {
 	// RuntimeDir is short (sun_path limit), owned by the task user, 0700.
 	RuntimeDir string `json:"runtime_dir"`
 	XvfbPath   string `json:"xvfb_path"`
+
+	// GPUEnv and GPUArgs come from mapping the GPUs Nomad assigned to the
+	// task (driver/gpu): Vulkan/EGL/CUDA selection and -graphicsadapter.
+	GPUEnv  map[string]string `json:"gpu_env,omitempty"`
+	GPUArgs []string          `json:"gpu_args,omitempty"`
 }
 
 // File names inside the runtime dir, shared by the driver and the supervisor.
@@ -38,6 +43,8 @@ const (
 	EnvFile    = "env"
 	ResultFile = "result.json"
 	AuthFile   = "Xauthority"
+	AudioDir   = "audio"
+	AudioState = "audio-state"
 )
 
 // Path joins a file name to the runtime dir.

@@ -24,6 +24,8 @@ const (
 	EventComponentFailed  = "component_failed"
 	EventStopRequested    = "stop_requested"
 	EventComponentStarted = "component_started"
+	EventAudioReady       = "audio_ready"
+	EventComponentRestart = "component_restarted"
 )
 
 // Event is one thing that happened in the session, in order of Seq.

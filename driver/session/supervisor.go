@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/audio"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
 )
 
@@ -26,6 +27,7 @@ import (
 // kill_timeout instead.
 const (
 	displayStartTimeout = 30 * time.Second
+	audioStartTimeout   = 30 * time.Second
 	// failedComponentGrace is how long the app gets to exit after a component
 	// it depends on died; the session is failing anyway.
 	failedComponentGrace = 5 * time.Second
@@ -47,6 +49,7 @@ type supervisor struct {
 	sigCh  chan string
 
 	display  *display.Display
+	audio    *audio.Stack
 	streamer net.Listener
 	app      *exec.Cmd
 	appDone  chan struct{}
@@ -101,6 +104,12 @@ func (s *supervisor) start() error {
 	s.store.update(func(st *State) { st.Display = d.Name() })
 	s.store.emit(EventDisplayReady, fmt.Sprintf("Display %s ready (%s)", d.Name(), res), map[string]string{"display": d.Name()})
 
+	if s.cfg.Task.Audio {
+		if err := s.startAudio(); err != nil {
+			return err
+		}
+	}
+
 	// The streamer endpoint: a loopback port chosen now, so it can go into the
 	// app's -PixelStreamingURL before the app starts.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -118,15 +127,51 @@ func (s *supervisor) start() error {
 	return s.startApp(streamerURL, env)
 }
 
+func (s *supervisor) startAudio() error {
+	ctx, cancel := context.WithTimeout(context.Background(), audioStartTimeout)
+	defer cancel()
+	t0 := time.Now()
+	st, err := audio.Start(ctx, audio.Config{
+		RuntimeDir: s.cfg.Path(AudioDir),
+		StateDir:   s.cfg.Path(AudioState),
+		Log:        s.stderr,
+		Logger:     s.logger.Named("audio"),
+		OnRestart: func(component string, attempt int, reason string) {
+			s.store.emit(EventComponentRestart, fmt.Sprintf("Restarted %s (attempt %d): %s", component, attempt, reason),
+				map[string]string{"component": component})
+			s.publishAudio()
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("start audio: %w", err)
+	}
+	s.audio = st
+	s.publishAudio()
+	s.store.emit(EventAudioReady, fmt.Sprintf("Audio ready in %s (PipeWire, default sink %s)", time.Since(t0).Round(time.Millisecond), audio.SinkName), nil)
+	return nil
+}
+
+func (s *supervisor) publishAudio() {
+	for _, c := range s.audio.Components() {
+		s.store.setComponent(Component{Name: c.Name, Pid: c.PID, State: c.State})
+	}
+}
+
 // sessionEnv is what the session adds to the task's environment for the app
 // and for `nomad alloc exec` shells.
 func (s *supervisor) sessionEnv() []string {
 	env := s.display.Env()
+	if s.audio != nil {
+		env = append(env, s.audio.Env()...)
+	}
+	for k, v := range s.cfg.GPUEnv {
+		env = append(env, k+"="+v)
+	}
 	return append(env, "HOME="+s.cfg.HomeDir)
 }
 
 func (s *supervisor) startApp(streamerURL string, sessionEnv []string) error {
-	args := s.cfg.Task.AppArgs(streamerURL)
+	args := s.cfg.Task.AppArgs(streamerURL, s.cfg.GPUArgs...)
 	cmd := exec.Command(s.cfg.Executable, args...)
 	cmd.Dir = s.cfg.TaskDir
 	cmd.Env = mergeEnv(os.Environ(), sessionEnv)
@@ -176,6 +221,26 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 			}
 			return r
 
+		case err := <-s.audioFailed():
+			reason := err.Error()
+			var ce *audio.ComponentError
+			if errors.As(err, &ce) {
+				reason = fmt.Sprintf("%s died and could not be restarted: %v", ce.Component, ce.Err)
+				if len(ce.LastLines) > 0 {
+					reason += "; last output: " + strings.Join(ce.LastLines, " | ")
+				}
+			}
+			s.logger.Error("audio failed, stopping the session", "reason", reason)
+			s.store.emit(EventComponentFailed, "Session failed: "+reason, map[string]string{"component": "audio"})
+			s.stopApp(syscall.SIGTERM, failedComponentGrace)
+			s.teardown()
+			r := appResult(s.appState)
+			r.Error = reason
+			if r.ExitCode == 0 && r.Signal == 0 {
+				r.ExitCode = 1
+			}
+			return r
+
 		case req := <-s.stopCh:
 			sig := lookupSignal(req.Signal, syscall.SIGTERM)
 			s.store.emit(EventStopRequested, fmt.Sprintf("Stopping app with %s, SIGKILL after %s", signalName(sig), req.Timeout), nil)
@@ -192,6 +257,14 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 			s.signalApp(sig.(syscall.Signal))
 		}
 	}
+}
+
+// audioFailed is nil (never ready) without audio.
+func (s *supervisor) audioFailed() <-chan error {
+	if s.audio == nil {
+		return nil
+	}
+	return s.audio.Failed()
 }
 
 func (s *supervisor) signalApp(sig syscall.Signal) {
@@ -227,28 +300,32 @@ func (s *supervisor) teardown() {
 		// Leftovers in the app's group, and orphans reparented to us.
 		_ = syscall.Kill(-s.app.Process.Pid, syscall.SIGKILL)
 	}
-	killOrphans(s.display)
 	if s.streamer != nil {
 		_ = s.streamer.Close()
+	}
+	if s.audio != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = s.audio.Stop(ctx)
+		cancel()
+		s.publishAudio()
 	}
 	if s.display != nil {
 		_ = s.display.Stop(context.Background())
 		s.store.setComponent(Component{Name: "xvfb", Pid: s.display.Pid(), State: "stopped"})
 	}
+	// Whatever is still a child of ours now is an orphan the app left.
+	killOrphans()
 	_ = os.Remove(s.cfg.Path(EnvFile))
 }
 
 // killOrphans SIGKILLs processes reparented to the supervisor (it is a child
-// subreaper) other than the display, then reaps them.
-func killOrphans(d *display.Display) {
+// subreaper), then reaps them. It runs after every component has stopped.
+func killOrphans() {
 	self := os.Getpid()
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			continue
-		}
-		if d != nil && pid == d.Pid() {
 			continue
 		}
 		if ppid(pid) == self {

@@ -1,0 +1,87 @@
+package driver
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
+)
+
+// TestAudioInSession: with audio on, the app's environment reaches a
+// PulseAudio-compatible PipeWire server with the session's sink as default;
+// sound played there is captured from the sink's monitor; stopping the task
+// leaves no audio process or runtime dir.
+func TestAudioInSession(t *testing.T) {
+	h := newHarness(t, nil)
+	task := newTask(t, h, config.TaskConfig{Args: []string{"--probe-tick=1h"}, Audio: true})
+	startTask(t, h, task)
+	waitLog(t, task, "stdout", regexp.MustCompile(`display :\d+`))
+
+	res, err := h.ExecTask(task.ID, []string{"pactl", "info"}, 20*time.Second)
+	if err != nil || res.ExitResult.ExitCode != 0 {
+		t.Fatalf("pactl info: %v %+v\n%s", err, res.ExitResult, res.Stdout)
+	}
+	info := string(res.Stdout)
+	for _, want := range []string{"PipeWire", "Default Sink: pixelstream_sink"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("pactl info lacks %q:\n%s", want, info)
+		}
+	}
+
+	// Play two seconds of a square wave and record the monitor meanwhile.
+	script := `parec -d pixelstream_sink.monitor --raw --format=s16le --rate=8000 --channels=1 > "$HOME/capture.raw" &
+rec=$!
+awk 'BEGIN { for (i = 0; i < 16000; i++) printf "%c%c", 0, (int(i / 8) % 2) ? 64 : 192 }' | pacat --raw --format=s16le --rate=8000 --channels=1
+kill $rec; wait $rec 2>/dev/null; exit 0`
+	res, err = h.ExecTask(task.ID, []string{"sh", "-c", script}, 30*time.Second)
+	if err != nil || res.ExitResult.ExitCode != 0 {
+		t.Fatalf("play and capture: %v %+v\n%s", err, res.ExitResult, res.Stdout)
+	}
+	raw, err := os.ReadFile(filepath.Join(task.TaskDir().LocalDir, "home", "capture.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak := 0
+	for i := 0; i+1 < len(raw); i += 2 {
+		v := int(int16(binary.LittleEndian.Uint16(raw[i:])))
+		if v < 0 {
+			v = -v
+		}
+		peak = max(peak, v)
+	}
+	if len(raw) < 1000 || peak < 1000 {
+		t.Fatalf("monitor capture is silent: %d bytes, peak %d", len(raw), peak)
+	}
+
+	attrs := inspect(t, h, task.ID)
+	var pids []int
+	for _, c := range []string{"dbus", "pipewire", "wireplumber", "pipewire-pulse"} {
+		f := strings.Fields(attrs["component."+c])
+		if len(f) < 2 || f[0] != "running" {
+			t.Fatalf("component %s = %q", c, attrs["component."+c])
+		}
+		pid, _ := strconv.Atoi(strings.TrimPrefix(f[1], "pid="))
+		pids = append(pids, pid)
+	}
+	if err := h.StopTask(task.ID, 5*time.Second, "SIGTERM"); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, h, task.ID)
+	if err := h.DestroyTask(task.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if pidAlive(pid) {
+			t.Errorf("audio process %d still running after stop", pid)
+		}
+	}
+	if _, err := os.Stat(attrs["runtime_dir"]); !os.IsNotExist(err) {
+		t.Errorf("runtime dir %s left behind", attrs["runtime_dir"])
+	}
+}
