@@ -77,8 +77,9 @@ type Limits struct {
 }
 
 // Hooks lets the session plug TURN credentials, the TURN peer policy and task
-// events in without this package importing them. Every field is optional and
-// must be safe for concurrent use.
+// events in without this package importing them. Every field is optional,
+// must be safe for concurrent use and must return quickly: hooks run on the
+// loops that read connections.
 type Hooks struct {
 	// PlayerPeerOptions returns the peerConnectionOptions for this player's
 	// config message; a nil result means the static options.
@@ -121,8 +122,8 @@ type Event struct {
 	Kind       EventKind
 	StreamerID string
 	PlayerID   string
-	Streamers  int // identified streamers
-	Players    int // connected players
+	Streamers  int // identified (listed) streamers
+	Players    int // players subscribed to a streamer
 }
 
 func (l Limits) withDefaults() Limits {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,5 +231,3 @@ func httpGet(t testing.TB, url string, header http.Header) (*http.Response, stri
 	body, _ := io.ReadAll(resp.Body)
 	return resp, string(body)
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

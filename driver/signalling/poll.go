@@ -9,6 +9,10 @@ type poll interface {
 	stop()
 }
 
+// forceGoroutinePoll makes new servers use goroutinePoll, so tests cover the
+// fallback on Linux too.
+var forceGoroutinePoll bool
+
 // goroutinePoll reads each connection on a goroutine of its own.
 type goroutinePoll struct{}
 

@@ -121,7 +121,11 @@ func (s *Server) Start() error {
 		}
 	}
 	s.started = time.Now()
-	s.poll = newPoll()
+	if forceGoroutinePoll {
+		s.poll = goroutinePoll{}
+	} else {
+		s.poll = newPoll()
+	}
 	s.serve(s.playerLn, s.playerMux())
 	s.serve(s.streamLn, s.wsOnly(roleStreamer))
 	if s.sfuLn != nil {
