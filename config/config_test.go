@@ -162,6 +162,31 @@ gpu {
 gpu {
   adapter = -1
 }`, "gpu.adapter", "0 to 63"},
+		{"max players negative", `executable = "a"
+max_players = -1`, "max_players", "0 (unlimited)"},
+		{"turn and http share a port", `executable = "a"
+http_port = "http"
+turn_port = "http"`, "turn_port", "its own port label"},
+		{"turn public address not an IP", `executable = "a"
+turn_port = "turn"
+turn {
+  public_address = "turn.example.com"
+}`, "turn.public_address", "IP address"},
+		{"turn block without port", `executable = "a"
+turn {
+  public_address = "203.0.113.10"
+}`, "turn_port", "port label"},
+		{"tls key missing", `executable = "a"
+turn_port = "turn"
+turn {
+  tls {
+    cert_file = "secrets/cert.pem"
+  }
+}`, "key_file", ""},
+		{"token too short", `executable = "a"
+auth {
+  token = "hunter2"
+}`, "auth.token", "16 characters"},
 		{"audio wrong type", `executable = "a"
 audio = "yes please"`, "audio", ""},
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"fmt"
 	"regexp"
 	"slices"
@@ -42,6 +43,37 @@ type TaskConfig struct {
 	// Audio gives the app a private PipeWire stack with a default sink.
 	Audio bool      `codec:"audio"`
 	GPU   GPUConfig `codec:"gpu"`
+
+	// HTTPPort is the group network port label for the player page and
+	// WebSocket; "" means no player endpoint.
+	HTTPPort string `codec:"http_port"`
+	// TURNPort is the port label for the session's TURN server (UDP and TCP);
+	// "" means no TURN server.
+	TURNPort   string     `codec:"turn_port"`
+	MaxPlayers int        `codec:"max_players"`
+	HTTPRoot   string     `codec:"http_root"`
+	Auth       AuthConfig `codec:"auth"`
+	TURN       TURNConfig `codec:"turn"`
+}
+
+// AuthConfig is the task's `auth { ... }` block.
+type AuthConfig struct {
+	// Token, when set, is required from players (query, header or cookie).
+	Token string `codec:"token"`
+}
+
+// TURNConfig is the task's `turn { ... }` block.
+type TURNConfig struct {
+	// PublicAddress goes into the TURN URLs players get; default: the port's
+	// host address.
+	PublicAddress string    `codec:"public_address"`
+	TLS           TLSConfig `codec:"tls"`
+}
+
+// TLSConfig names a certificate for turns: URLs (files a template wrote).
+type TLSConfig struct {
+	CertFile string `codec:"cert_file"`
+	KeyFile  string `codec:"key_file"`
 }
 
 // GPUConfig is the task's `gpu { ... }` block.
@@ -83,6 +115,20 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("audio", "bool", false),
 		hclspec.NewLiteral(`true`),
 	),
+	"http_port":   hclspec.NewAttr("http_port", "string", false),
+	"turn_port":   hclspec.NewAttr("turn_port", "string", false),
+	"max_players": hclspec.NewAttr("max_players", "number", false),
+	"http_root":   hclspec.NewAttr("http_root", "string", false),
+	"auth": hclspec.NewBlock("auth", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"token": hclspec.NewAttr("token", "string", false),
+	})),
+	"turn": hclspec.NewBlock("turn", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"public_address": hclspec.NewAttr("public_address", "string", false),
+		"tls": hclspec.NewBlock("tls", false, hclspec.NewObject(map[string]*hclspec.Spec{
+			"cert_file": hclspec.NewAttr("cert_file", "string", true),
+			"key_file":  hclspec.NewAttr("key_file", "string", true),
+		})),
+	})),
 	"gpu": hclspec.NewBlock("gpu", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"adapter": hclspec.NewDefault(
 			hclspec.NewAttr("adapter", "string", false),
@@ -150,6 +196,26 @@ func (t *TaskConfig) Validate() error {
 		if n, err := strconv.Atoi(a); err != nil || n < 0 || n > 63 {
 			errs = append(errs, fmt.Errorf(`gpu.adapter: %q must be "auto" or a GPU index from 0 to 63`, t.GPU.Adapter))
 		}
+	}
+	if t.MaxPlayers < 0 {
+		errs = append(errs, fmt.Errorf("max_players: %d must be 0 (unlimited) or a positive number of players per streamer", t.MaxPlayers))
+	}
+	if t.HTTPPort != "" && t.HTTPPort == t.TURNPort {
+		errs = append(errs, fmt.Errorf("turn_port: %q is also http_port; give TURN its own port label", t.TURNPort))
+	}
+	if t.TURN.PublicAddress != "" {
+		if _, err := netip.ParseAddr(t.TURN.PublicAddress); err != nil {
+			errs = append(errs, fmt.Errorf("turn.public_address: %q is not an IP address such as \"203.0.113.10\"", t.TURN.PublicAddress))
+		}
+	}
+	if (t.TURN.TLS.CertFile == "") != (t.TURN.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("turn.tls: set both cert_file and key_file, or neither"))
+	}
+	if (t.TURN.PublicAddress != "" || t.TURN.TLS.CertFile != "") && t.TURNPort == "" {
+		errs = append(errs, errors.New("turn_port: a turn block needs turn_port set to a port label of the group's network block"))
+	}
+	if t.Auth.Token != "" && len(t.Auth.Token) < 16 {
+		errs = append(errs, errors.New("auth.token: use at least 16 characters (e.g. a Nomad variable filled from `openssl rand -hex 16`)"))
 	}
 	for i, a := range t.Args {
 		if strings.ContainsRune(a, 0) {

@@ -166,6 +166,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Executable: prep.executable, TaskDir: cfg.TaskDir().Dir, HomeDir: prep.homeDir,
 		RuntimeDir: prep.runtimeDir, XvfbPath: prep.xvfb,
 		GPUEnv: prep.gpu.Env, GPUArgs: prep.gpu.Args,
+		PlayerListen: prep.playerListen, TURNListen: prep.turnListen,
 	}
 	fail := func(err error) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
 		_ = os.RemoveAll(prep.runtimeDir)

@@ -225,6 +225,8 @@ func (h *taskHandle) TaskStatus() *drivers.TaskStatus {
 		"display":        h.state.Display,
 		"resolution":     h.state.Resolution,
 		"streamer_url":   h.state.StreamerURL,
+		"stream_ready":   strconv.FormatBool(h.state.StreamReady),
+		"players":        strconv.Itoa(h.state.Players),
 	}
 	if h.state.AppPid != 0 {
 		attrs["app_pid"] = strconv.Itoa(h.state.AppPid)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -27,6 +28,8 @@ type prepared struct {
 	runtimeDir string
 	homeDir    string
 	gpu        gpu.Assignment
+	// playerListen and turnListen are host:port of the job's port labels.
+	playerListen, turnListen string
 	// notices become task events once the task runs (GPU mapping warnings).
 	notices []string
 }
@@ -41,6 +44,14 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 	}
 	if tc.Audio && !node.audio.Available {
 		errs = append(errs, fmt.Errorf("audio: this node has no PipeWire stack (%s); install it, or set audio = false in the task config", node.audio.Hint))
+	}
+	playerListen, err := portAddr(cfg, "http_port", tc.HTTPPort)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	turnListen, err := portAddr(cfg, "turn_port", tc.TURNPort)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	assignment, isolate, notices, err := mapGPU(pc, cfg, tc, node.gpu)
 	if err != nil {
@@ -98,7 +109,7 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 		return nil, fmt.Errorf("chown home dir: %w", err)
 	}
 	return &prepared{uid: uid, gid: gid, executable: executable, xvfb: xvfb, runtimeDir: rt, homeDir: home,
-		gpu: assignment, notices: notices}, nil
+		gpu: assignment, notices: notices, playerListen: playerListen, turnListen: turnListen}, nil
 }
 
 // taskUser resolves the task's user; an empty user means the agent's own.
@@ -262,4 +273,22 @@ func mapGPU(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskConf
 		return nil
 	}
 	return a, isolate, notices, nil
+}
+
+// portAddr resolves a task config port label to the host address Nomad
+// reserved for it.
+func portAddr(cfg *drivers.TaskConfig, field, label string) (string, error) {
+	if label == "" {
+		return "", nil
+	}
+	if cfg.Resources != nil && cfg.Resources.Ports != nil {
+		if p, ok := cfg.Resources.Ports.Get(label); ok {
+			host := p.HostIP
+			if host == "" {
+				host = "0.0.0.0"
+			}
+			return net.JoinHostPort(host, strconv.Itoa(p.Value)), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no port labelled %q in the group's network block; add network { port %q {} } to the group", field, label, label)
 }

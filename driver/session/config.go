@@ -34,6 +34,11 @@ type Config struct {
 	// task (driver/gpu): Vulkan/EGL/CUDA selection and -graphicsadapter.
 	GPUEnv  map[string]string `json:"gpu_env,omitempty"`
 	GPUArgs []string          `json:"gpu_args,omitempty"`
+
+	// PlayerListen and TURNListen are the host addresses of the task's
+	// http_port and turn_port labels; "" when the job set none.
+	PlayerListen string `json:"player_listen,omitempty"`
+	TURNListen   string `json:"turn_listen,omitempty"`
 }
 
 // File names inside the runtime dir, shared by the driver and the supervisor.

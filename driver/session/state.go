@@ -51,6 +51,9 @@ type State struct {
 	Resolution  string      `json:"resolution"`
 	AppPid      int         `json:"app_pid,omitempty"`
 	StreamerURL string      `json:"streamer_url,omitempty"`
+	StreamReady bool        `json:"stream_ready"`
+	Streamers   int         `json:"streamers"`
+	Players     int         `json:"players"`
 	Components  []Component `json:"components"`
 	LastSeq     uint64      `json:"last_seq"`
 	StartedAt   time.Time   `json:"started_at"`

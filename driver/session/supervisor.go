@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -50,7 +49,7 @@ type supervisor struct {
 
 	display  *display.Display
 	audio    *audio.Stack
-	streamer net.Listener
+	stream   *stream
 	app      *exec.Cmd
 	appDone  chan struct{}
 	appState *os.ProcessState
@@ -110,14 +109,12 @@ func (s *supervisor) start() error {
 		}
 	}
 
-	// The streamer endpoint: a loopback port chosen now, so it can go into the
-	// app's -PixelStreamingURL before the app starts.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen for the streamer on loopback: %w", err)
+	// Signalling (and TURN) listen before the app starts, so the streamer
+	// URL can go into its command line and players can connect at once.
+	if err := s.startStream(); err != nil {
+		return err
 	}
-	s.streamer = ln
-	streamerURL := "ws://" + ln.Addr().String()
+	streamerURL := "ws://" + s.stream.signalling.StreamerAddr().String()
 	s.store.update(func(st *State) { st.StreamerURL = streamerURL })
 
 	env := s.sessionEnv()
@@ -300,8 +297,8 @@ func (s *supervisor) teardown() {
 		// Leftovers in the app's group, and orphans reparented to us.
 		_ = syscall.Kill(-s.app.Process.Pid, syscall.SIGKILL)
 	}
-	if s.streamer != nil {
-		_ = s.streamer.Close()
+	if s.stream != nil {
+		s.stream.stop()
 	}
 	if s.audio != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

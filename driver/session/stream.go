@@ -1,0 +1,149 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/turn"
+)
+
+// Event kinds of the stream.
+const (
+	EventStreamReady          = "stream_ready"
+	EventStreamerDisconnected = "streamer_disconnected"
+)
+
+// stream is the session's signalling server and, when the job asks for one,
+// its TURN server, wired together: players get per-player TURN credentials
+// in their config message, and TURN relays only to what the streamer
+// advertised to that player.
+type stream struct {
+	signalling *signalling.Server
+	turn       *turn.Server
+}
+
+func (s *supervisor) startStream() error {
+	registry := prometheus.NewRegistry()
+	st := &stream{}
+	task := s.cfg.Task
+
+	var hooks signalling.Hooks
+	if s.cfg.TURNListen != "" {
+		cfg := turn.Config{
+			Listen:   s.cfg.TURNListen,
+			PublicIP: task.TURN.PublicAddress,
+			Registry: registry,
+			Logger:   s.logger.Named("turn"),
+		}
+		if task.TURN.TLS.CertFile != "" {
+			cfg.CertFile = s.taskPath(task.TURN.TLS.CertFile)
+			cfg.KeyFile = s.taskPath(task.TURN.TLS.KeyFile)
+		}
+		t, err := turn.New(cfg)
+		if err != nil {
+			return fmt.Errorf("turn: %w", err)
+		}
+		if err := t.Start(); err != nil {
+			return fmt.Errorf("start TURN server: %w", err)
+		}
+		st.turn = t
+		hooks.PlayerPeerOptions = func(playerID string) json.RawMessage {
+			b, _ := json.Marshal(map[string]any{"iceServers": []turn.ICEServer{t.Credentials(playerID)}})
+			return b
+		}
+		hooks.StreamerSDP = t.AllowFromSDP
+		hooks.StreamerCandidate = t.AllowFromCandidate
+	}
+	hooks.Event = func(e signalling.Event) { s.onStreamEvent(st, e) }
+
+	// Without an http_port the player endpoint stays on loopback, reachable
+	// only from the node (nomad alloc exec), never from the network.
+	playerListen := s.cfg.PlayerListen
+	if playerListen == "" {
+		playerListen = "127.0.0.1:0"
+	}
+	sig, err := signalling.New(signalling.Config{
+		PlayerListen:   playerListen,
+		StreamerListen: "127.0.0.1:0",
+		MaxPlayers:     task.MaxPlayers,
+		PlayerToken:    task.Auth.Token,
+		HTTPRoot:       s.optionalTaskPath(task.HTTPRoot),
+		Hooks:          hooks,
+		Registry:       registry,
+		Logger:         s.logger.Named("signalling"),
+	})
+	if err == nil {
+		err = sig.Start()
+	}
+	if err != nil {
+		if st.turn != nil {
+			_ = st.turn.Close()
+		}
+		return fmt.Errorf("start signalling: %w", err)
+	}
+	st.signalling = sig
+	s.stream = st
+	s.store.setComponent(Component{Name: "signalling", State: "running"})
+	details := map[string]string{"streamer": "ws://" + sig.StreamerAddr().String()}
+	msg := "Signalling listening for the streamer on " + sig.StreamerAddr().String()
+	details["player"] = "http://" + sig.PlayerAddr().String() + "/"
+	msg += ", players on http://" + sig.PlayerAddr().String() + "/"
+	if st.turn != nil {
+		s.store.setComponent(Component{Name: "turn", State: "running"})
+		details["turn"] = st.turn.Addr().String()
+		msg += ", TURN on " + st.turn.Addr().String()
+	}
+	s.store.emit(EventComponentStarted, msg, details)
+	return nil
+}
+
+func (s *supervisor) onStreamEvent(st *stream, e signalling.Event) {
+	s.store.update(func(state *State) {
+		state.Streamers, state.Players = e.Streamers, e.Players
+		state.StreamReady = e.Streamers > 0
+	})
+	switch e.Kind {
+	case signalling.StreamerIdentified:
+		if e.Streamers == 1 {
+			s.store.emit(EventStreamReady, fmt.Sprintf("Stream ready: streamer %q connected", e.StreamerID),
+				map[string]string{"streamer_id": e.StreamerID})
+		}
+	case signalling.StreamerDisconnected:
+		s.store.emit(EventStreamerDisconnected, fmt.Sprintf("Streamer %q disconnected", e.StreamerID),
+			map[string]string{"streamer_id": e.StreamerID})
+	case signalling.PlayerDisconnected:
+		if st.turn != nil {
+			st.turn.Revoke(e.PlayerID)
+		}
+	}
+}
+
+// stop closes players cleanly, then drops TURN allocations.
+func (st *stream) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = st.signalling.Shutdown(ctx)
+	if st.turn != nil {
+		_ = st.turn.Close()
+	}
+}
+
+func (s *supervisor) taskPath(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(s.cfg.TaskDir, p)
+}
+
+func (s *supervisor) optionalTaskPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	return s.taskPath(p)
+}
