@@ -1,0 +1,257 @@
+package main
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// peerManager holds one peer connection per player, all fed by the same
+// tracks: one encoder serves every player, as in Unreal.
+type peerManager struct {
+	api    *webrtc.API
+	log    hclog.Logger
+	send   func(v any) error
+	media  *mediaHub
+	onData func(playerID string, msg []byte)
+
+	mu         sync.Mutex
+	iceServers []webrtc.ICEServer
+	peers      map[string]*peer
+}
+
+// peer is one player's connection. ICE candidates that arrive before the
+// answer wait in pending: pion needs the remote description first.
+type peer struct {
+	id string
+	pc *webrtc.PeerConnection
+
+	mu        sync.Mutex
+	remoteSet bool
+	pending   []webrtc.ICECandidateInit
+	closed    bool
+}
+
+func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onData func(string, []byte)) (*peerManager, error) {
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
+	}
+	var se webrtc.SettingEngine
+	// A browser on the same host may only reach us over loopback.
+	se.SetIncludeLoopbackCandidate(true)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return &peerManager{api: api, log: log, send: send, media: media, onData: onData, peers: map[string]*peer{}}, nil
+}
+
+func (pm *peerManager) setICEServers(s []webrtc.ICEServer) {
+	pm.mu.Lock()
+	pm.iceServers = s
+	pm.mu.Unlock()
+}
+
+// connected builds the player's peer and sends it the offer, as Unreal does
+// on playerConnected.
+func (pm *peerManager) connected(playerID string, dataChannel, sfu bool) {
+	log := pm.log.With("player", playerID)
+	log.Info("player connected", "data_channel", dataChannel, "sfu", sfu)
+	pm.disconnected(playerID) // a reused id replaces its old peer
+
+	pm.mu.Lock()
+	servers := pm.iceServers
+	pm.mu.Unlock()
+	pc, err := pm.api.NewPeerConnection(webrtc.Configuration{ICEServers: servers})
+	if err != nil {
+		log.Error("create peer connection", "error", err)
+		pm.reject(playerID, "streamer could not create a peer connection")
+		return
+	}
+	p := &peer{id: playerID, pc: pc}
+	if err := pm.setup(p, dataChannel, log); err != nil {
+		log.Error("set up peer connection", "error", err)
+		_ = pc.Close()
+		pm.reject(playerID, "streamer could not set up the stream")
+		return
+	}
+	pm.mu.Lock()
+	pm.peers[playerID] = p
+	pm.mu.Unlock()
+	pm.media.acquire()
+
+	offer, err := pc.CreateOffer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(offer)
+	}
+	if err != nil {
+		log.Error("create offer", "error", err)
+		pm.disconnected(playerID)
+		pm.reject(playerID, "streamer could not create an offer")
+		return
+	}
+	if err := pm.send(map[string]any{"type": "offer", "playerId": playerID, "sdp": offer.SDP}); err != nil {
+		log.Error("send offer", "error", err)
+		return
+	}
+	log.Info("offer sent")
+}
+
+func (pm *peerManager) setup(p *peer, dataChannel bool, log hclog.Logger) error {
+	for _, track := range pm.media.tracks() {
+		tr, err := p.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return err
+		}
+		// Reading RTCP lets the interceptors (NACK, reports) do their work.
+		go func(s *webrtc.RTPSender) {
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := s.Read(buf); err != nil {
+					return
+				}
+			}
+		}(tr.Sender())
+	}
+	if dataChannel {
+		ordered := true
+		dc, err := p.pc.CreateDataChannel("datachannel", &webrtc.DataChannelInit{Ordered: &ordered})
+		if err != nil {
+			return err
+		}
+		dc.OnOpen(func() {
+			log.Info("data channel open")
+			for _, msg := range protocolMessages() {
+				if err := dc.Send(msg); err != nil {
+					log.Warn("send protocol description", "error", err)
+				}
+			}
+		})
+		dc.OnMessage(func(msg webrtc.DataChannelMessage) { pm.onData(p.id, msg.Data) })
+	}
+	p.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return // end of gathering; Unreal sends nothing for it either
+		}
+		if err := pm.send(map[string]any{"type": "iceCandidate", "playerId": p.id, "candidate": c.ToJSON()}); err != nil {
+			log.Warn("send ICE candidate", "error", err)
+		}
+	})
+	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		log.Info("peer connection state", "state", s.String())
+		if s == webrtc.PeerConnectionStateFailed {
+			// Ask the server to drop the player so its frontend can
+			// reconnect. Not inline: closing from pion's callback would
+			// wait on the goroutine running it.
+			go func() {
+				pm.disconnected(p.id)
+				pm.reject(p.id, "WebRTC connection failed")
+			}()
+		}
+	})
+	return nil
+}
+
+// reject asks the signalling server to drop a player the stand-in cannot serve.
+func (pm *peerManager) reject(playerID, reason string) {
+	if err := pm.send(map[string]any{"type": "disconnectPlayer", "playerId": playerID, "reason": reason}); err != nil {
+		pm.log.Warn("send disconnectPlayer", "player", playerID, "error", err)
+	}
+}
+
+func (pm *peerManager) get(playerID string) *peer {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	return pm.peers[playerID]
+}
+
+func (pm *peerManager) answer(playerID, sdp string) {
+	p := pm.get(playerID)
+	if p == nil {
+		pm.log.Warn("answer for unknown player; ignored", "player", playerID)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		pm.log.Error("apply answer", "player", playerID, "error", err)
+		return
+	}
+	p.remoteSet = true
+	for _, c := range p.pending {
+		pm.addCandidate(p, c)
+	}
+	p.pending = nil
+	pm.log.Info("answer applied", "player", playerID)
+}
+
+func (pm *peerManager) candidate(playerID string, c webrtc.ICECandidateInit) {
+	p := pm.get(playerID)
+	if p == nil {
+		pm.log.Warn("ICE candidate for unknown player; ignored", "player", playerID)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.remoteSet {
+		p.pending = append(p.pending, c)
+		return
+	}
+	pm.addCandidate(p, c)
+}
+
+func (pm *peerManager) addCandidate(p *peer, c webrtc.ICECandidateInit) {
+	if c.Candidate == "" {
+		return // end-of-candidates marker
+	}
+	if err := p.pc.AddICECandidate(c); err != nil {
+		pm.log.Warn("add ICE candidate", "player", p.id, "candidate", c.Candidate, "error", err)
+	}
+}
+
+// disconnected closes the player's peer; it is a no-op for unknown players.
+func (pm *peerManager) disconnected(playerID string) {
+	pm.mu.Lock()
+	p := pm.peers[playerID]
+	delete(pm.peers, playerID)
+	pm.mu.Unlock()
+	if p == nil {
+		return
+	}
+	pm.close(p)
+	pm.log.Info("player disconnected", "player", playerID)
+}
+
+func (pm *peerManager) close(p *peer) {
+	p.mu.Lock()
+	already := p.closed
+	p.closed = true
+	p.mu.Unlock()
+	if already {
+		return
+	}
+	if err := p.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+		pm.log.Warn("close peer connection", "player", p.id, "error", err)
+	}
+	pm.media.release()
+}
+
+// closeAll drops every peer: the signalling connection is gone, and with it
+// every player's (the server closes their sockets).
+func (pm *peerManager) closeAll() {
+	pm.mu.Lock()
+	all := pm.peers
+	pm.peers = map[string]*peer{}
+	pm.mu.Unlock()
+	for _, p := range all {
+		pm.close(p)
+	}
+	if len(all) > 0 {
+		pm.log.Info("closed all peers", "count", len(all))
+	}
+}
