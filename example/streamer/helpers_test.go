@@ -228,7 +228,7 @@ func startStreamer(t *testing.T, d *display.Display, url string, env []string, a
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
-		if t.Failed() {
+		if t.Failed() || testing.Verbose() {
 			t.Logf("stand-in output:\n%s", p.log.String())
 		}
 	})

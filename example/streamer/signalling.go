@@ -26,15 +26,15 @@ const (
 
 // inbound is every field the streamer reads from a signalling message.
 type inbound struct {
-	Type                  string                     `json:"type"`
-	CommittedID           string                     `json:"committedId"`
-	PlayerID              string                     `json:"playerId"`
-	DataChannel           bool                       `json:"dataChannel"`
-	SFU                   bool                       `json:"sfu"`
-	SDP                   string                     `json:"sdp"`
-	Candidate             *webrtc.ICECandidateInit   `json:"candidate"`
-	PeerConnectionOptions *peerConnectionOptions     `json:"peerConnectionOptions"`
-	Reason                string                     `json:"reason"`
+	Type                  string                   `json:"type"`
+	CommittedID           string                   `json:"committedId"`
+	PlayerID              string                   `json:"playerId"`
+	DataChannel           bool                     `json:"dataChannel"`
+	SFU                   bool                     `json:"sfu"`
+	SDP                   string                   `json:"sdp"`
+	Candidate             *webrtc.ICECandidateInit `json:"candidate"`
+	PeerConnectionOptions *peerConnectionOptions   `json:"peerConnectionOptions"`
+	Reason                string                   `json:"reason"`
 }
 
 // peerConnectionOptions is the part of config.peerConnectionOptions the
