@@ -53,6 +53,7 @@ func (a *audioSource) track() webrtc.TrackLocal { return a.t }
 func (a *audioSource) run(ctx context.Context) {
 	// One 20 ms Opus packet per Ogg page, so every page is one sample.
 	args := []string{
+		"-probesize", "32", "-analyzeduration", "0", "-fflags", "nobuffer",
 		"-f", "pulse", "-sample_rate", fmt.Sprint(opusRate), "-channels", "2", "-fragment_size", "3840", "-i", monitorSource,
 		"-c:a", "libopus", "-b:a", "96k", "-application", "lowdelay", "-frame_duration", "20",
 		"-page_duration", "20000", "-f", "ogg", "pipe:1",

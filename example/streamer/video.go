@@ -39,11 +39,13 @@ func (v *videoSource) track() webrtc.TrackLocal { return v.t }
 // ffmpegArgs: realtime libvpx with no look-ahead (latency), a keyframe every
 // second (a player joining a running stream starts within a second, since
 // the shared encoder cannot serve one player's keyframe request alone), and
-// a bitrate that scales with the picture.
+// a bitrate that scales with the picture. No input probing: x11grab's format
+// is known, and probing costs about half a second before the first frame.
 func (v *videoSource) ffmpegArgs() []string {
 	size := fmt.Sprintf("%dx%d", v.width, v.height)
 	bitrate := max(v.width*v.height*3, 200_000)
 	return []string{
+		"-probesize", "32", "-analyzeduration", "0", "-fflags", "nobuffer",
 		"-f", "x11grab", "-draw_mouse", "0", "-framerate", strconv.Itoa(frameRate), "-video_size", size, "-i", v.display + "+0,0",
 		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-error-resilient", "1",
 		"-g", strconv.Itoa(frameRate), "-keyint_min", strconv.Itoa(frameRate),

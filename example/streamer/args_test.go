@@ -1,0 +1,56 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseArgs(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    options
+		wantErr string
+	}{
+		{
+			name: "Unreal's launch line",
+			args: []string{"MyMap", "-RenderOffScreen", "-Vulkan", "-ResX=1920", "-ResY=1080", "-ForceRes", "-PixelStreamingURL=ws://127.0.0.1:8888", "-PixelStreamingID=game-1", "-AudioMixer"},
+			want: options{URL: "ws://127.0.0.1:8888", ID: "game-1", Width: 1920, Height: 1080,
+				Ignored: []string{"MyMap", "-RenderOffScreen", "-Vulkan", "-ForceRes", "-AudioMixer"}},
+		},
+		{
+			name: "Pixel Streaming 2 flag, default id, case-insensitive keys, quoted value",
+			args: []string{`-pixelstreamingsignallingurl="ws://10.0.0.1:9000/path"`},
+			want: options{URL: "ws://10.0.0.1:9000/path", ID: defaultStreamerID},
+		},
+		{
+			name: "codec and -nosound",
+			args: []string{"-PixelStreamingURL=wss://h:1", "-PixelStreamingEncoderCodec=H264", "-nosound"},
+			want: options{URL: "wss://h:1", ID: defaultStreamerID, Codec: "h264", NoSound: true},
+		},
+		{name: "no URL", args: []string{"-ResX=640", "-ResY=480"}, wantErr: "missing -PixelStreamingURL"},
+		{name: "not a WebSocket URL", args: []string{"-PixelStreamingURL=http://h:1"}, wantErr: `-PixelStreamingURL="http://h:1": want a WebSocket URL`},
+		{name: "bad width", args: []string{"-PixelStreamingURL=ws://h:1", "-ResX=wide", "-ResY=480"}, wantErr: `-ResX="wide"`},
+		{name: "zero height", args: []string{"-PixelStreamingURL=ws://h:1", "-ResX=640", "-ResY=0"}, wantErr: `-ResY="0"`},
+		{name: "width alone", args: []string{"-PixelStreamingURL=ws://h:1", "-ResX=640"}, wantErr: "-ResX and -ResY must be given together"},
+		{name: "empty id", args: []string{"-PixelStreamingURL=ws://h:1", "-PixelStreamingID="}, wantErr: "empty streamer id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseArgs(tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
