@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -50,6 +53,36 @@ func TestParseArgs(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestBadStartNamesTheProblem runs the binary as Nomad would with a broken
+// task config: it must exit non-zero and say what to fix.
+func TestBadStartNamesTheProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"no signalling URL", []string{"-ResX=640", "-ResY=480"}, []string{"DISPLAY=:99"}, "missing -PixelStreamingURL=ws://host:port"},
+		{"no display", []string{"-PixelStreamingURL=ws://127.0.0.1:1"}, nil, "DISPLAY is not set"},
+		{"display not running", []string{"-PixelStreamingURL=ws://127.0.0.1:1"}, []string{"DISPLAY=:9876"}, "open X display :9876 for drawing"},
+	}
+	bin := streamerBinary(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(bin, tt.args...)
+			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tt.env...)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Fatalf("output lacks %q:\n%s", tt.want, out)
 			}
 		})
 	}

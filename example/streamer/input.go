@@ -135,7 +135,7 @@ func newInjector(log hclog.Logger, display string, w, h int) (*injector, error) 
 	}
 	if err := xtest.Init(conn); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("X display %s has no XTEST extension (needed to inject input): %w", display, err)
+		return nil, fmt.Errorf("display %s has no XTEST extension (needed to inject input): %w", display, err)
 	}
 	keys, err := loadKeymap(conn)
 	if err != nil {

@@ -62,6 +62,9 @@ func (pm *peerManager) setICEServers(s []webrtc.ICEServer) {
 func (pm *peerManager) connected(playerID string, dataChannel, sfu bool) {
 	log := pm.log.With("player", playerID)
 	log.Info("player connected", "data_channel", dataChannel, "sfu", sfu)
+	if sfu {
+		log.Warn("the stand-in sends one layer; an SFU gets no simulcast")
+	}
 	pm.disconnected(playerID) // a reused id replaces its old peer
 
 	pm.mu.Lock()
@@ -149,8 +152,9 @@ func (pm *peerManager) setup(p *peer, dataChannel bool, log hclog.Logger) error 
 			// reconnect. Not inline: closing from pion's callback would
 			// wait on the goroutine running it.
 			go func() {
-				pm.disconnected(p.id)
-				pm.reject(p.id, "WebRTC connection failed")
+				if pm.remove(p) {
+					pm.reject(p.id, "WebRTC connection failed")
+				}
 			}()
 		}
 	})
@@ -225,6 +229,21 @@ func (pm *peerManager) disconnected(playerID string) {
 	}
 	pm.close(p)
 	pm.log.Info("player disconnected", "player", playerID)
+}
+
+// remove closes p unless it is already gone (or replaced under its id),
+// and reports whether it did.
+func (pm *peerManager) remove(p *peer) bool {
+	pm.mu.Lock()
+	mine := pm.peers[p.id] == p
+	if mine {
+		delete(pm.peers, p.id)
+	}
+	pm.mu.Unlock()
+	if mine {
+		pm.close(p)
+	}
+	return mine
 }
 
 func (pm *peerManager) close(p *peer) {

@@ -145,7 +145,7 @@ func pixelFormat(screen *xproto.ScreenInfo) (func(rgb) uint32, error) {
 				continue
 			}
 			if v.Class != xproto.VisualClassTrueColor {
-				return nil, fmt.Errorf("X display's root visual is class %d, want TrueColor (start Xvfb with depth 24)", v.Class)
+				return nil, fmt.Errorf("the display's root visual is class %d, want TrueColor (start Xvfb with depth 24)", v.Class)
 			}
 			scale := func(c uint8, mask uint32) uint32 {
 				n := bits.OnesCount32(mask)
@@ -156,7 +156,7 @@ func pixelFormat(screen *xproto.ScreenInfo) (func(rgb) uint32, error) {
 			}, nil
 		}
 	}
-	return nil, fmt.Errorf("X display's root visual %d not found", screen.RootVisual)
+	return nil, fmt.Errorf("the display's root visual %d not found", screen.RootVisual)
 }
 
 // size is the screen's size in pixels.
