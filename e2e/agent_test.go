@@ -86,7 +86,8 @@ server {
   bootstrap_expect = 1
 }
 client {
-  enabled = true
+  enabled           = true
+  network_interface = "lo"
   options {
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }

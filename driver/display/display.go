@@ -121,10 +121,11 @@ func Start(ctx context.Context, cfg Config) (*Display, error) {
 	return d, nil
 }
 
-// quietXvfb drops Xvfb's routine chatter about keymaps so the task's stderr
-// carries only what an operator may need.
+// quietXvfb drops Xvfb's routine chatter about keymaps, and the socket
+// errors -displayfd prints while it skips display numbers already taken, so
+// the task's stderr carries only what an operator may need.
 func quietXvfb(line string) bool {
-	for _, noise := range []string{"XKEYBOARD keymap compiler", "Could not resolve keysym", "Warning:          Type", "Errors from xkbcomp are not fatal"} {
+	for _, noise := range []string{"_XSERVTrans", "XKEYBOARD keymap compiler", "Could not resolve keysym", "Warning:          Type", "Errors from xkbcomp are not fatal"} {
 		if strings.Contains(line, noise) {
 			return false
 		}
