@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,8 +37,8 @@ type peer struct {
 }
 
 func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onData func(string, []byte)) (*peerManager, error) {
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
+	m, err := mediaEngine()
+	if err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
@@ -55,6 +56,29 @@ func (pm *peerManager) setICEServers(s []webrtc.ICEServer) {
 	pm.mu.Lock()
 	pm.iceServers = s
 	pm.mu.Unlock()
+}
+
+// mediaEngine offers only the codecs the stand-in sends: the frontend lists
+// the offered codecs as the player's choices, and a choice the encoder
+// cannot honour would be a lie.
+func mediaEngine() (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	video := webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000,
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}},
+		PayloadType: 96,
+	}
+	audio := webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: opusRate, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1"},
+		PayloadType:        111,
+	}
+	if err := m.RegisterCodec(video, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("register VP8: %w", err)
+	}
+	if err := m.RegisterCodec(audio, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register Opus: %w", err)
+	}
+	return m, nil
 }
 
 // connected builds the player's peer and sends it the offer, as Unreal does
