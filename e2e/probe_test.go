@@ -16,6 +16,14 @@ import (
 // and a stop that leaves nothing behind.
 func TestProbeJobLifecycle(t *testing.T) {
 	a := startAgent(t)
+	// Every example job is valid for this Nomad.
+	for _, job := range [][]string{
+		{"-var", "probe=" + bin("probe"), "../example/probe.nomad.hcl"},
+		{"-var", "streamer=" + bin("streamer"), "../example/demo.nomad.hcl"},
+		{"../example/unreal.nomad.hcl"},
+	} {
+		a.nomad(append([]string{"job", "validate"}, job...)...)
+	}
 	a.nomad("job", "run", "-detach", "-var", "probe="+bin("probe"), "../example/probe.nomad.hcl")
 	alloc := a.waitAlloc("probe", "running")
 
