@@ -34,6 +34,20 @@ type peer struct {
 	remoteSet bool
 	pending   []webrtc.ICECandidateInit
 	closed    bool
+	watching  bool // holds a reference on the encoders
+}
+
+// startMedia takes a reference on the encoders once the peer is connected,
+// not at playerConnected: a cold encoder's first frame is a keyframe, and
+// sent before the peer can receive it, the player would wait for the next.
+func (p *peer) startMedia(h *mediaHub) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.watching || p.closed {
+		return
+	}
+	p.watching = true
+	h.acquire()
 }
 
 func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onData func(string, []byte)) (*peerManager, error) {
@@ -110,7 +124,6 @@ func (pm *peerManager) connected(playerID string, dataChannel, sfu bool) {
 	pm.mu.Lock()
 	pm.peers[playerID] = p
 	pm.mu.Unlock()
-	pm.media.acquire()
 
 	offer, err := pc.CreateOffer(nil)
 	if err == nil {
@@ -171,6 +184,9 @@ func (pm *peerManager) setup(p *peer, dataChannel bool, log hclog.Logger) error 
 	})
 	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		log.Info("peer connection state", "state", s.String())
+		if s == webrtc.PeerConnectionStateConnected {
+			p.startMedia(pm.media)
+		}
 		if s == webrtc.PeerConnectionStateFailed {
 			// Ask the server to drop the player so its frontend can
 			// reconnect. Not inline: closing from pion's callback would
@@ -272,8 +288,8 @@ func (pm *peerManager) remove(p *peer) bool {
 
 func (pm *peerManager) close(p *peer) {
 	p.mu.Lock()
-	already := p.closed
-	p.closed = true
+	already, watching := p.closed, p.watching
+	p.closed, p.watching = true, false
 	p.mu.Unlock()
 	if already {
 		return
@@ -281,7 +297,9 @@ func (pm *peerManager) close(p *peer) {
 	if err := p.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
 		pm.log.Warn("close peer connection", "player", p.id, "error", err)
 	}
-	pm.media.release()
+	if watching {
+		pm.media.release()
+	}
 }
 
 // closeAll drops every peer: the signalling connection is gone, and with it
