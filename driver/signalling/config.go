@@ -90,6 +90,8 @@ type Hooks struct {
 	StreamerCandidate func(playerID, candidate string)
 	// Event reports streamers and players coming and going.
 	Event func(Event)
+	// StatusExtra adds fields to /api/status (the session's time left, say).
+	StatusExtra func() map[string]any
 }
 
 // EventKind says what an Event reports.

@@ -68,3 +68,16 @@ func msgStreamerIDChanged(newID string) []byte {
 }
 
 func msgStreamerDisconnected() []byte { return []byte(`{"type":"streamerDisconnected"}`) }
+
+// msgSessionWarning is not one of Epic's messages: it is sent only when the
+// session has a maximum duration, to tell players it will end. Epic's
+// frontend passes unknown types to its "unhandled" listeners and carries on;
+// this project's player page shows it as a banner.
+func msgSessionWarning(text string, secondsLeft int) []byte {
+	b, _ := json.Marshal(struct {
+		Type        string `json:"type"`
+		Message     string `json:"message"`
+		SecondsLeft int    `json:"secondsLeft"`
+	}{"sessionWarning", text, secondsLeft})
+	return b
+}

@@ -30,6 +30,22 @@ type PlayerStatus struct {
 	SFU        bool
 }
 
+// WarnPlayers sends every connected player a sessionWarning message (see
+// msgSessionWarning) and returns how many received it.
+func (s *Server) WarnPlayers(text string, secondsLeft int) int {
+	msg := msgSessionWarning(text, secondsLeft)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, p := range s.players {
+		if p.role == rolePlayer {
+			p.send(msg)
+			n++
+		}
+	}
+	return n
+}
+
 // Status returns who is connected to whom.
 func (s *Server) Status() Status {
 	s.mu.RLock()
@@ -87,12 +103,20 @@ func (s *Server) apiStatus(w http.ResponseWriter, _ *http.Request) {
 	s.mu.RLock()
 	streamers, players := len(s.order), len(s.players)
 	s.mu.RUnlock()
-	writeJSON(w, http.StatusOK, map[string]any{
+	st := map[string]any{
 		"uptime":         time.Since(s.started).Seconds(),
 		"streamer_count": streamers,
 		"player_count":   players,
 		"version":        version.Version,
-	})
+	}
+	if s.cfg.Hooks.StatusExtra != nil {
+		for k, v := range s.cfg.Hooks.StatusExtra() {
+			if _, taken := st[k]; !taken {
+				st[k] = v
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) apiStreamers(w http.ResponseWriter, _ *http.Request) {

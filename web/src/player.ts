@@ -24,6 +24,25 @@ function start(): void {
     });
     document.body.appendChild(application.rootElement);
     window.pixelStreaming = stream;
+    // The session's own notice (not one of Epic's messages): sent when the
+    // job set max_session_duration, shortly before the session ends.
+    stream.signallingProtocol.addListener('sessionWarning', (msg: { message?: string }) =>
+        showBanner(String(msg.message ?? 'This session will end soon.'))
+    );
+}
+
+function showBanner(text: string): void {
+    let banner = document.getElementById('pixelstream-session-warning');
+    if (!banner) {
+        banner = document.createElement('div');
+        banner.id = 'pixelstream-session-warning';
+        banner.setAttribute('role', 'alert');
+        banner.style.cssText =
+            'position:fixed;top:0;left:0;right:0;z-index:1000;padding:8px 16px;' +
+            'background:#b45309;color:#fff;font:14px sans-serif;text-align:center';
+        document.body.appendChild(banner);
+    }
+    banner.textContent = text;
 }
 
 if (document.readyState === 'loading') {
