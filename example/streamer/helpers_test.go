@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -562,8 +563,8 @@ func near(got [3]uint8, want rgb) bool {
 	return d(got[0], want.r) <= 48 && d(got[1], want.g) <= 48 && d(got[2], want.b) <= 48
 }
 
-// screenPixel reads one pixel straight from the X display.
-func screenPixel(t *testing.T, d *display.Display, x, y int) [3]uint8 {
+// openDisplay connects the test itself to the X display.
+func openDisplay(t *testing.T, d *display.Display) *xgb.Conn {
 	t.Helper()
 	for _, kv := range d.Env() {
 		if v, ok := strings.CutPrefix(kv, "XAUTHORITY="); ok {
@@ -574,6 +575,29 @@ func screenPixel(t *testing.T, d *display.Display, x, y int) [3]uint8 {
 	if err != nil {
 		t.Fatalf("open display: %v", err)
 	}
+	return conn
+}
+
+// keysDown counts the keys the X server has down.
+func keysDown(t *testing.T, d *display.Display) int {
+	t.Helper()
+	conn := openDisplay(t, d)
+	defer conn.Close()
+	km, err := xproto.QueryKeymap(conn).Reply()
+	if err != nil {
+		t.Fatalf("QueryKeymap: %v", err)
+	}
+	n := 0
+	for _, b := range km.Keys {
+		n += bits.OnesCount8(b)
+	}
+	return n
+}
+
+// screenPixel reads one pixel straight from the X display.
+func screenPixel(t *testing.T, d *display.Display, x, y int) [3]uint8 {
+	t.Helper()
+	conn := openDisplay(t, d)
 	defer conn.Close()
 	root := xproto.Setup(conn).DefaultScreen(conn).Root
 	img, err := xproto.GetImage(conn, xproto.ImageFormatZPixmap, xproto.Drawable(root), int16(x), int16(y), 1, 1, 0xffffffff).Reply()

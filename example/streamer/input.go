@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jezek/xgb"
@@ -126,7 +127,14 @@ type injector struct {
 	root xproto.Window
 	w, h int
 	keys keymap
+
+	mu   sync.Mutex
+	held map[string]map[held]bool // per player: keys and buttons down
 }
+
+// held is a pressed key (xproto.KeyPress, keycode) or button
+// (xproto.ButtonPress, button).
+type held struct{ typ, detail byte }
 
 func newInjector(log hclog.Logger, display string, w, h int) (*injector, error) {
 	conn, err := xgb.NewConnDisplay(display)
@@ -143,7 +151,7 @@ func newInjector(log hclog.Logger, display string, w, h int) (*injector, error) 
 		return nil, err
 	}
 	root := xproto.Setup(conn).DefaultScreen(conn).Root
-	return &injector{log: log, conn: conn, root: root, w: w, h: h, keys: keys}, nil
+	return &injector{log: log, conn: conn, root: root, w: w, h: h, keys: keys, held: map[string]map[held]bool{}}, nil
 }
 
 func (in *injector) close() { in.conn.Close() }
@@ -169,7 +177,7 @@ func (in *injector) handle(playerID string, msg []byte) {
 			in.log.Warn("mouse button unknown to the stand-in; ignored", "player", playerID, "button", e.button)
 			return
 		}
-		in.fake(typ, b)
+		in.press(playerID, typ, b)
 		in.log.Debug("mouse button injected", "player", playerID, "down", e.kind == msgMouseDown, "button", e.button)
 	case msgMouseWheel:
 		in.move(e.x, e.y)
@@ -190,11 +198,44 @@ func (in *injector) handle(playerID string, msg []byte) {
 		if e.kind == msgKeyUp {
 			typ = xproto.KeyRelease
 		}
-		in.fake(typ, byte(code))
+		in.press(playerID, typ, byte(code))
 	default:
 		// Control messages (quality, latency tests, ...) and the input the
 		// stand-in does not model (KeyPress characters, touch, gamepad).
 		in.log.Trace("data channel message not handled by the stand-in", "player", playerID, "id", e.kind)
+	}
+}
+
+// press injects a press or release and remembers what the player holds down.
+func (in *injector) press(playerID string, typ, detail byte) {
+	in.mu.Lock()
+	switch typ {
+	case xproto.KeyPress, xproto.ButtonPress:
+		if in.held[playerID] == nil {
+			in.held[playerID] = map[held]bool{}
+		}
+		in.held[playerID][held{typ, detail}] = true
+	case xproto.KeyRelease:
+		delete(in.held[playerID], held{xproto.KeyPress, detail})
+	case xproto.ButtonRelease:
+		delete(in.held[playerID], held{xproto.ButtonPress, detail})
+	}
+	in.mu.Unlock()
+	in.fake(typ, detail)
+}
+
+// releaseAll lets go of what a departing player still holds, so a tab closed
+// mid-keypress leaves no key stuck (and auto-repeating) on the display.
+func (in *injector) releaseAll(playerID string) {
+	in.mu.Lock()
+	down := in.held[playerID]
+	delete(in.held, playerID)
+	in.mu.Unlock()
+	for h := range down {
+		in.fake(h.typ+1, h.detail) // KeyRelease = KeyPress+1, ButtonRelease = ButtonPress+1
+	}
+	if len(down) > 0 {
+		in.log.Info("released input a departed player held", "player", playerID, "count", len(down))
 	}
 }
 

@@ -48,6 +48,9 @@ func serve(log hclog.Logger, args []string) error {
 	if opts.Codec != "" && opts.Codec != "vp8" {
 		log.Warn("the stand-in encodes VP8 only; -PixelStreamingEncoderCodec is not honoured", "asked", opts.Codec)
 	}
+	if err := findFFmpeg(); err != nil {
+		return err
+	}
 	display := os.Getenv("DISPLAY")
 	if display == "" {
 		return errors.New("DISPLAY is not set: the stand-in draws into and streams the session's X display")
@@ -92,7 +95,7 @@ func serve(log hclog.Logger, args []string) error {
 	}
 
 	client := &signalClient{url: opts.URL, id: opts.ID, log: log.Named("signalling")}
-	pm, err := newPeerManager(log.Named("peers"), client.send, hub, inj.handle)
+	pm, err := newPeerManager(log.Named("peers"), client.send, hub, inj.handle, inj.releaseAll)
 	if err != nil {
 		return fmt.Errorf("set up WebRTC: %w", err)
 	}

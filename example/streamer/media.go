@@ -98,9 +98,25 @@ func superviseFFmpeg(ctx context.Context, log hclog.Logger, name string, args []
 	}
 }
 
+// ffmpegBin is the ffmpeg found at start-up by findFFmpeg.
+var ffmpegBin = "ffmpeg"
+
+// findFFmpeg looks ffmpeg up once, at start, so a missing encoder fails the
+// task at once rather than at the first player. A task's environment may
+// have no PATH, hence Debian's location as the fallback.
+func findFFmpeg() error {
+	for _, candidate := range []string{"ffmpeg", "/usr/bin/ffmpeg"} {
+		if p, err := exec.LookPath(candidate); err == nil {
+			ffmpegBin = p
+			return nil
+		}
+	}
+	return fmt.Errorf("ffmpeg not found on PATH (%q) nor at /usr/bin/ffmpeg: install Debian's ffmpeg package", os.Getenv("PATH"))
+}
+
 // runFFmpeg runs one ffmpeg process until it exits or ctx ends.
 func runFFmpeg(ctx context.Context, log hclog.Logger, args []string, consume func(io.Reader) error) error {
-	cmd := exec.CommandContext(ctx, "ffmpeg", append([]string{"-hide_banner", "-nostdin", "-loglevel", "error"}, args...)...)
+	cmd := exec.CommandContext(ctx, ffmpegBin, append([]string{"-hide_banner", "-nostdin", "-loglevel", "error"}, args...)...)
 	cmd.Env = os.Environ()
 	// Killed with us even on SIGKILL, so no encoder outlives the streamer.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -118,7 +134,7 @@ func runFFmpeg(ctx context.Context, log hclog.Logger, args []string, consume fun
 		return fmt.Errorf("ffmpeg stderr: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start ffmpeg (install Debian's ffmpeg package): %w", err)
+		return fmt.Errorf("start ffmpeg: %w", err)
 	}
 	var tail lastLines
 	done := make(chan struct{})

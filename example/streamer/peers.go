@@ -18,6 +18,8 @@ type peerManager struct {
 	send   func(v any) error
 	media  *mediaHub
 	onData func(playerID string, msg []byte)
+	// onLeave is called when a player's peer is closed.
+	onLeave func(playerID string)
 
 	mu         sync.Mutex
 	iceServers []webrtc.ICEServer
@@ -50,7 +52,7 @@ func (p *peer) startMedia(h *mediaHub) {
 	h.acquire()
 }
 
-func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onData func(string, []byte)) (*peerManager, error) {
+func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onData func(string, []byte), onLeave func(string)) (*peerManager, error) {
 	m, err := mediaEngine()
 	if err != nil {
 		return nil, err
@@ -63,7 +65,7 @@ func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onD
 	// A browser on the same host may only reach us over loopback.
 	se.SetIncludeLoopbackCandidate(true)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return &peerManager{api: api, log: log, send: send, media: media, onData: onData, peers: map[string]*peer{}}, nil
+	return &peerManager{api: api, log: log, send: send, media: media, onData: onData, onLeave: onLeave, peers: map[string]*peer{}}, nil
 }
 
 func (pm *peerManager) setICEServers(s []webrtc.ICEServer) {
@@ -300,6 +302,7 @@ func (pm *peerManager) close(p *peer) {
 	if watching {
 		pm.media.release()
 	}
+	pm.onLeave(p.id)
 }
 
 // closeAll drops every peer: the signalling connection is gone, and with it

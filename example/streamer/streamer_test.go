@@ -132,9 +132,21 @@ func TestStreamSceneAndInput(t *testing.T) {
 	v1, _, _ := p1.counts()
 	p1.waitUntil("more video while two players watch", func(p *player) bool { return p.videoPackets > v1+30 })
 
-	// The second player leaves; the first keeps its stream.
+	// The second player leaves holding a key: the key must not stay down.
+	if err := p2.channel().Send([]byte{msgKeyDown, 66, 0}); err != nil {
+		t.Fatalf("send key down: %v", err)
+	}
+	st.log.waitLine(t, "key seen on display", "key=B")
+	if n := keysDown(t, d); n != 1 {
+		t.Fatalf("%d keys down on the display while player2 holds B, want 1", n)
+	}
 	p2.close()
 	st.log.waitLine(t, "player disconnected", "player=")
+	st.log.waitLine(t, "released input a departed player held", "count=1")
+	if n := keysDown(t, d); n != 0 {
+		t.Errorf("%d keys still down on the display after player2 left", n)
+	}
+	// The first keeps its stream.
 	v1, _, _ = p1.counts()
 	p1.waitUntil("video after the other player left", func(p *player) bool { return p.videoPackets > v1+30 })
 
