@@ -187,6 +187,17 @@ turn {
 auth {
   token = "hunter2"
 }`, "auth.token", "16 characters"},
+		{"idle timeout word", `executable = "a"
+idle_timeout = "soon"`, "idle_timeout", `"10m"`},
+		{"idle timeout tiny", `executable = "a"
+idle_timeout = "10ms"`, "idle_timeout", "at least 1s"},
+		{"warning longer than max", `executable = "a"
+max_session_duration = "1m"
+max_session_warning = "5m"`, "max_session_warning", "shorter than max_session_duration"},
+		{"startup timeout negative", `executable = "a"
+startup_timeout = "-5s"`, "startup_timeout", "at least 1s"},
+		{"stop signal unknown", `executable = "a"
+stop_signal = "SIGSTOP"`, "stop_signal", "SIGTERM"},
 		{"audio wrong type", `executable = "a"
 audio = "yes please"`, "audio", ""},
 	}

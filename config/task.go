@@ -2,12 +2,13 @@ package config
 
 import (
 	"errors"
-	"net/netip"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
 )
@@ -54,6 +55,34 @@ type TaskConfig struct {
 	HTTPRoot   string     `codec:"http_root"`
 	Auth       AuthConfig `codec:"auth"`
 	TURN       TURNConfig `codec:"turn"`
+
+	// IdleTimeout ends the session (exit code 0) when no player has been
+	// connected for this long; "" = never.
+	IdleTimeout string `codec:"idle_timeout"`
+	// MaxSessionDuration ends the session this long after the app started,
+	// warning players MaxSessionWarning before; "" = never.
+	MaxSessionDuration string `codec:"max_session_duration"`
+	MaxSessionWarning  string `codec:"max_session_warning"`
+	// StartupTimeout fails the task when the app's streamer has not
+	// identified within it after the app started; "" = wait forever.
+	StartupTimeout string `codec:"startup_timeout"`
+	// StopSignal and StopTimeout stop the app when the session ends itself
+	// (idle, max duration, startup timeout). Nomad does not tell drivers the
+	// job's kill_signal and kill_timeout, so set them to the same values.
+	StopSignal  string `codec:"stop_signal"`
+	StopTimeout string `codec:"stop_timeout"`
+}
+
+// Durations are the session lifecycle settings, parsed. A zero value means off.
+type Durations struct {
+	Idle, MaxSession, Warning, Startup, Stop time.Duration
+}
+
+// Durations parses the lifecycle fields; Validate has checked them.
+func (t *TaskConfig) Durations() Durations {
+	d := func(s string) time.Duration { v, _ := time.ParseDuration(s); return v }
+	return Durations{Idle: d(t.IdleTimeout), MaxSession: d(t.MaxSessionDuration), Warning: d(t.MaxSessionWarning),
+		Startup: d(t.StartupTimeout), Stop: d(t.StopTimeout)}
 }
 
 // AuthConfig is the task's `auth { ... }` block.
@@ -129,6 +158,21 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 			"key_file":  hclspec.NewAttr("key_file", "string", true),
 		})),
 	})),
+	"idle_timeout":         hclspec.NewAttr("idle_timeout", "string", false),
+	"max_session_duration": hclspec.NewAttr("max_session_duration", "string", false),
+	"max_session_warning": hclspec.NewDefault(
+		hclspec.NewAttr("max_session_warning", "string", false),
+		hclspec.NewLiteral(`"1m"`),
+	),
+	"startup_timeout": hclspec.NewAttr("startup_timeout", "string", false),
+	"stop_signal": hclspec.NewDefault(
+		hclspec.NewAttr("stop_signal", "string", false),
+		hclspec.NewLiteral(`"SIGTERM"`),
+	),
+	"stop_timeout": hclspec.NewDefault(
+		hclspec.NewAttr("stop_timeout", "string", false),
+		hclspec.NewLiteral(`"30s"`),
+	),
 	"gpu": hclspec.NewBlock("gpu", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"adapter": hclspec.NewDefault(
 			hclspec.NewAttr("adapter", "string", false),
@@ -217,6 +261,7 @@ func (t *TaskConfig) Validate() error {
 	if t.Auth.Token != "" && len(t.Auth.Token) < 16 {
 		errs = append(errs, errors.New("auth.token: use at least 16 characters (e.g. a Nomad variable filled from `openssl rand -hex 16`)"))
 	}
+	errs = append(errs, t.validateLifecycle()...)
 	for i, a := range t.Args {
 		if strings.ContainsRune(a, 0) {
 			errs = append(errs, fmt.Errorf("args[%d]: contains a NUL byte, which no process argument can hold", i))
@@ -253,4 +298,34 @@ func (t *TaskConfig) AppArgs(streamerURL string, extra ...string) []string {
 		"-PixelStreamingURL="+streamerURL,
 		"-PixelStreamingID="+t.StreamerID,
 	)
+}
+
+// stopSignals are the signals an app can be asked to stop with.
+var stopSignals = []string{"SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"}
+
+func (t *TaskConfig) validateLifecycle() []error {
+	var errs []error
+	parse := func(field, v string, optional bool) time.Duration {
+		if v == "" && optional {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			errs = append(errs, fmt.Errorf(`%s: %q must be a duration of at least 1s, such as "10m" or "1h30m"`, field, v))
+			return 0
+		}
+		return d
+	}
+	parse("idle_timeout", t.IdleTimeout, true)
+	maxD := parse("max_session_duration", t.MaxSessionDuration, true)
+	warn := parse("max_session_warning", t.MaxSessionWarning, t.MaxSessionWarning == "")
+	parse("startup_timeout", t.StartupTimeout, true)
+	parse("stop_timeout", t.StopTimeout, t.StopTimeout == "")
+	if maxD > 0 && warn >= maxD {
+		errs = append(errs, fmt.Errorf("max_session_warning: %s must be shorter than max_session_duration (%s)", t.MaxSessionWarning, t.MaxSessionDuration))
+	}
+	if t.StopSignal != "" && !slices.Contains(stopSignals, strings.ToUpper(t.StopSignal)) {
+		errs = append(errs, fmt.Errorf("stop_signal: %q is not one of %s", t.StopSignal, strings.Join(stopSignals, ", ")))
+	}
+	return errs
 }

@@ -61,6 +61,7 @@ func (s *supervisor) startStream() error {
 		hooks.StreamerCandidate = t.AllowFromCandidate
 	}
 	hooks.Event = func(e signalling.Event) { s.onStreamEvent(st, e) }
+	hooks.StatusExtra = s.lc.timeLeft
 
 	// Without an http_port the player endpoint stays on loopback, reachable
 	// only from the node (nomad alloc exec), never from the network.
@@ -121,6 +122,12 @@ func (s *supervisor) onStreamEvent(st *stream, e signalling.Event) {
 		if st.turn != nil {
 			st.turn.Revoke(e.PlayerID)
 		}
+	}
+	// The lifecycle timers live on the supervise loop; hooks must not block.
+	select {
+	case s.streamEvents <- e:
+	default:
+		s.logger.Warn("stream event dropped: supervise loop busy", "event", e.Kind.String())
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/audio"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/logline"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
 // Timeouts of the supervisor's own steps. The app's stop follows the job's
@@ -47,12 +49,17 @@ type supervisor struct {
 	stopCh chan StopRequest
 	sigCh  chan string
 
-	display  *display.Display
-	audio    *audio.Stack
-	stream   *stream
-	app      *exec.Cmd
-	appDone  chan struct{}
-	appState *os.ProcessState
+	display *display.Display
+	audio   *audio.Stack
+	stream  *stream
+	app     *exec.Cmd
+	appTail *logline.Writer
+	appDone chan struct{}
+	lc      *lifecycle
+	// streamEvents carries signalling events to the supervise loop, which
+	// owns the lifecycle timers.
+	streamEvents chan signalling.Event
+	appState     *os.ProcessState
 }
 
 // Run brings the session up, supervises it and tears it down. It returns the
@@ -63,7 +70,9 @@ func Run(cfg *Config, stderr io.Writer) *Result {
 		DisableTime: true, // Nomad's log shipper and the user's terminal add their own
 	})
 	s := &supervisor{cfg: cfg, logger: logger, stderr: stderr, store: newStateStore(cfg.Task.Resolution),
-		stopCh: make(chan StopRequest, 1), sigCh: make(chan string, 4)}
+		stopCh: make(chan StopRequest, 1), sigCh: make(chan string, 4),
+		lc: newLifecycle(cfg.Task.Durations()), streamEvents: make(chan signalling.Event, 1024),
+		appTail: logline.New(nil, "", appTailLines)}
 
 	// Orphans of the app (a launcher script's children) are reparented here
 	// so teardown can find and stop them.
@@ -173,7 +182,12 @@ func (s *supervisor) startApp(streamerURL string, sessionEnv []string) error {
 	cmd.Dir = s.cfg.TaskDir
 	cmd.Env = mergeEnv(os.Environ(), sessionEnv)
 	cmd.Stdin = nil
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// The app's output goes to the task's logs as it is, and its last lines
+	// are kept for the startup-timeout report.
+	cmd.Stdout = io.MultiWriter(os.Stdout, s.appTail)
+	cmd.Stderr = io.MultiWriter(os.Stderr, s.appTail)
+	// Children that inherit the app's output must not hold Wait forever.
+	cmd.WaitDelay = 2 * time.Second
 	// Its own process group, so signals reach a launcher script and the
 	// binary it starts alike, and never the supervisor or Xvfb.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -188,6 +202,7 @@ func (s *supervisor) startApp(streamerURL string, sessionEnv []string) error {
 		close(s.appDone)
 	}()
 	pid := cmd.Process.Pid
+	s.lc.appStarted(time.Now())
 	s.store.setComponent(Component{Name: "app", Pid: pid, State: "running"})
 	s.store.update(func(st *State) { st.Phase = PhaseRunning; st.AppPid = pid })
 	s.store.emit(EventAppStarted, fmt.Sprintf("App started (pid %d) on display %s", pid, s.display.Name()),
@@ -237,6 +252,26 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 				r.ExitCode = 1
 			}
 			return r
+
+		case e := <-s.streamEvents:
+			s.onLifecycleEvent(e)
+
+		case <-timerC(s.lc.playerFlush):
+			s.store.emit(EventPlayers, s.lc.playerSummary(time.Now()), nil)
+
+		case <-timerC(s.lc.idle):
+			return s.endSession(EventIdleTimeout, fmt.Sprintf("Idle timeout: no player connected for %s; ending the session", s.lc.d.Idle))
+
+		case <-timerC(s.lc.warn):
+			text := fmt.Sprintf("This session ends in %s (maximum session duration).", s.lc.d.Warning)
+			n := s.stream.signalling.WarnPlayers(text, int(s.lc.d.Warning.Seconds()))
+			s.store.emit(EventMaxWarning, fmt.Sprintf("Warned %s: session ends in %s", plural(n, "player", "players"), s.lc.d.Warning), nil)
+
+		case <-timerC(s.lc.max):
+			return s.endSession(EventMaxDuration, fmt.Sprintf("Max session duration reached (%s); ending the session", s.lc.d.MaxSession))
+
+		case <-timerC(s.lc.startup):
+			return s.failStartup()
 
 		case req := <-s.stopCh:
 			sig := lookupSignal(req.Signal, syscall.SIGTERM)

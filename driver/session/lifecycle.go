@@ -1,0 +1,202 @@
+package session
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+)
+
+// Event kinds of the session's own lifecycle.
+const (
+	EventIdleTimeout     = "idle_timeout"
+	EventMaxDuration     = "max_duration"
+	EventMaxWarning      = "max_duration_warning"
+	EventStartupTimeout  = "startup_timeout"
+	EventPlayers         = "players"
+	playerEventWindow    = 10 * time.Second
+	appTailLines         = 20
+	defaultLifecycleStop = 30 * time.Second
+)
+
+// lifecycle holds the timers that let a session end itself: no player for
+// idle_timeout, max_session_duration reached (players warned first), or a
+// streamer that never identified within startup_timeout. All its methods run
+// on the supervise loop, except timeLeft, which /api/status calls.
+type lifecycle struct {
+	d config.Durations
+
+	idle, warn, max, startup *time.Timer
+	// playerFlush fires when coalesced player events are due.
+	playerFlush *time.Timer
+
+	mu           sync.Mutex
+	idleDeadline time.Time // zero while players are connected
+	maxDeadline  time.Time
+
+	lastPlayerEvent time.Time
+	joins, leaves   int
+	players         int
+}
+
+func newLifecycle(d config.Durations) *lifecycle {
+	if d.Stop == 0 {
+		d.Stop = defaultLifecycleStop
+	}
+	return &lifecycle{d: d}
+}
+
+// appStarted arms the timers that count from the app's start.
+func (l *lifecycle) appStarted(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.d.Idle > 0 {
+		l.idle = time.NewTimer(l.d.Idle)
+		l.idleDeadline = now.Add(l.d.Idle)
+	}
+	if l.d.MaxSession > 0 {
+		l.max = time.NewTimer(l.d.MaxSession)
+		l.maxDeadline = now.Add(l.d.MaxSession)
+		if l.d.Warning > 0 && l.d.Warning < l.d.MaxSession {
+			l.warn = time.NewTimer(l.d.MaxSession - l.d.Warning)
+		}
+	}
+	if l.d.Startup > 0 {
+		l.startup = time.NewTimer(l.d.Startup)
+	}
+}
+
+// playersChanged restarts the idle countdown when the last player leaves
+// and stops it while anyone is connected. A player who reconnects after a
+// network blip is simply a player again: the countdown stops once more.
+func (l *lifecycle) playersChanged(n int, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.players = n
+	if l.idle == nil {
+		return
+	}
+	l.idle.Stop()
+	if n > 0 {
+		l.idleDeadline = time.Time{}
+		return
+	}
+	l.idle.Reset(l.d.Idle)
+	l.idleDeadline = now.Add(l.d.Idle)
+}
+
+func (l *lifecycle) streamerIdentified() {
+	if l.startup != nil {
+		l.startup.Stop()
+		l.startup = nil
+	}
+}
+
+// timeLeft is what /api/status shows of the session's remaining time.
+func (l *lifecycle) timeLeft() map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]any{}
+	now := time.Now()
+	if l.d.Idle > 0 {
+		out["idle_timeout_s"] = l.d.Idle.Seconds()
+		if !l.idleDeadline.IsZero() {
+			out["idle_timeout_left_s"] = max(0, l.idleDeadline.Sub(now).Seconds())
+		}
+	}
+	if l.d.MaxSession > 0 && !l.maxDeadline.IsZero() {
+		out["max_session_duration_s"] = l.d.MaxSession.Seconds()
+		out["max_session_left_s"] = max(0, l.maxDeadline.Sub(now).Seconds())
+	}
+	return out
+}
+
+// playerEvent counts a join or leave and says whether to emit an event now;
+// otherwise a flush is scheduled, so a busy session emits at most one player
+// event per window.
+func (l *lifecycle) playerEvent(joined bool, now time.Time) (emitNow bool) {
+	if joined {
+		l.joins++
+	} else {
+		l.leaves++
+	}
+	if now.Sub(l.lastPlayerEvent) >= playerEventWindow {
+		return true
+	}
+	if l.playerFlush == nil {
+		l.playerFlush = time.NewTimer(playerEventWindow - now.Sub(l.lastPlayerEvent))
+	}
+	return false
+}
+
+// playerSummary is the coalesced player event and resets the counters.
+func (l *lifecycle) playerSummary(now time.Time) string {
+	var parts []string
+	if l.joins > 0 {
+		parts = append(parts, plural(l.joins, "player connected", "players connected"))
+	}
+	if l.leaves > 0 {
+		parts = append(parts, plural(l.leaves, "player disconnected", "players disconnected"))
+	}
+	l.joins, l.leaves = 0, 0
+	l.lastPlayerEvent = now
+	l.playerFlush = nil
+	return fmt.Sprintf("%s (%s now)", strings.Join(parts, ", "), plural(l.players, "player", "players"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+// onStreamEvent runs on the supervise loop for every signalling event.
+func (s *supervisor) onLifecycleEvent(e signalling.Event) {
+	now := time.Now()
+	switch e.Kind {
+	case signalling.StreamerIdentified:
+		s.lc.streamerIdentified()
+	case signalling.PlayerConnected, signalling.PlayerDisconnected:
+		s.lc.playersChanged(e.Players, now)
+		if s.lc.playerEvent(e.Kind == signalling.PlayerConnected, now) {
+			s.store.emit(EventPlayers, s.lc.playerSummary(now), map[string]string{"players": fmt.Sprint(e.Players)})
+		}
+	}
+}
+
+// endSession stops the app because the session decided to end: the task
+// completes with exit code 0 and the event says why.
+func (s *supervisor) endSession(kind, msg string) *Result {
+	s.logger.Info("ending the session", "reason", msg)
+	s.store.emit(kind, msg, nil)
+	s.stopApp(lookupSignal(s.cfg.Task.StopSignal, syscall.SIGTERM), s.lc.d.Stop)
+	s.teardown()
+	return &Result{ExitCode: 0}
+}
+
+// failStartup fails the task when the streamer never identified.
+func (s *supervisor) failStartup() *Result {
+	reason := fmt.Sprintf("startup_timeout: the app's streamer did not connect to signalling within %s", s.lc.d.Startup)
+	if tail := s.appTail.Tail(); len(tail) > 0 {
+		reason += "; the app's last output: " + strings.Join(tail[max(0, len(tail)-10):], " | ")
+	} else {
+		reason += "; the app printed nothing"
+	}
+	s.logger.Error("startup timeout", "timeout", s.lc.d.Startup)
+	s.store.emit(EventStartupTimeout, "Session failed: "+reason, nil)
+	s.stopApp(lookupSignal(s.cfg.Task.StopSignal, syscall.SIGTERM), s.lc.d.Stop)
+	s.teardown()
+	return &Result{ExitCode: 1, Error: reason}
+}
