@@ -53,7 +53,11 @@ func streamerBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "streamer")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("STANDIN_RACE") == "1" {
+			args = append(args, "-race") // the stand-in's own data races, not just the test's
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
