@@ -32,9 +32,6 @@ const (
 	// failedComponentGrace is how long the app gets to exit after a component
 	// it depends on died; the session is failing anyway.
 	failedComponentGrace = 5 * time.Second
-	// defaultStopTimeout applies when the stop came as a bare signal from the
-	// executor, which knows the kill_timeout and escalates itself.
-	defaultStopTimeout = 30 * time.Second
 )
 
 // forwardedSignals are passed on to the app's process group.
