@@ -217,18 +217,8 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 			return appResult(s.appState)
 
 		case <-s.display.Done():
-			reason := "Xvfb exited: " + s.display.ExitReason()
-			s.logger.Error("display died, stopping the session", "reason", reason)
 			s.store.setComponent(Component{Name: "xvfb", Pid: s.display.Pid(), State: "dead"})
-			s.store.emit(EventComponentFailed, "Session failed: "+reason, map[string]string{"component": "xvfb"})
-			s.stopApp(syscall.SIGTERM, failedComponentGrace)
-			s.teardown()
-			r := appResult(s.appState)
-			r.Error = reason
-			if r.ExitCode == 0 && r.Signal == 0 {
-				r.ExitCode = 1
-			}
-			return r
+			return s.failComponent("xvfb", "Xvfb exited: "+s.display.ExitReason())
 
 		case err := <-s.audioFailed():
 			reason := err.Error()
@@ -239,16 +229,7 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 					reason += "; last output: " + strings.Join(ce.LastLines, " | ")
 				}
 			}
-			s.logger.Error("audio failed, stopping the session", "reason", reason)
-			s.store.emit(EventComponentFailed, "Session failed: "+reason, map[string]string{"component": "audio"})
-			s.stopApp(syscall.SIGTERM, failedComponentGrace)
-			s.teardown()
-			r := appResult(s.appState)
-			r.Error = reason
-			if r.ExitCode == 0 && r.Signal == 0 {
-				r.ExitCode = 1
-			}
-			return r
+			return s.failComponent("audio", reason)
 
 		case e := <-s.streamEvents:
 			s.onLifecycleEvent(e)
@@ -286,6 +267,21 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 			s.signalApp(sig.(syscall.Signal))
 		}
 	}
+}
+
+// failComponent ends the session because a component it depends on died:
+// the app is stopped and the task fails with the reason.
+func (s *supervisor) failComponent(component, reason string) *Result {
+	s.logger.Error("component failed, stopping the session", "component", component, "reason", reason)
+	s.store.emit(EventComponentFailed, "Session failed: "+reason, map[string]string{"component": component})
+	s.stopApp(syscall.SIGTERM, failedComponentGrace)
+	s.teardown()
+	r := appResult(s.appState)
+	r.Error = reason
+	if r.ExitCode == 0 && r.Signal == 0 {
+		r.ExitCode = 1
+	}
+	return r
 }
 
 // audioFailed is nil (never ready) without audio.
