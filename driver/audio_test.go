@@ -1,12 +1,14 @@
 package driver
 
 import (
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,3 +87,68 @@ kill $rec; wait $rec 2>/dev/null; exit 0`
 		t.Errorf("runtime dir %s left behind", attrs["runtime_dir"])
 	}
 }
+
+// TestAudioComponentHealedThenReported: a killed pipewire comes back (a task
+// event says so, and pactl works again); killed past the restart budget, the
+// task fails with an event naming it.
+func TestAudioComponentHealedThenReported(t *testing.T) {
+	h := newHarness(t, nil)
+	task := newTask(t, h, config.TaskConfig{Args: []string{"--probe-tick=1h"}, Audio: true})
+	events, err := h.TaskEvents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	startTask(t, h, task)
+	waitLog(t, task, "stdout", regexp.MustCompile(`display :\d+`))
+
+	pipewirePid := func() int {
+		f := strings.Fields(inspect(t, h, task.ID)["component.pipewire"])
+		pid, _ := strconv.Atoi(strings.TrimPrefix(f[len(f)-1], "pid="))
+		return pid
+	}
+	waitEvent := func(substr string) string {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case ev := <-events:
+				if ev.TaskID == task.ID && strings.Contains(ev.Message, substr) {
+					return ev.Message
+				}
+			case <-deadline:
+				t.Fatalf("no task event containing %q", substr)
+			}
+		}
+	}
+
+	old := pipewirePid()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent("Restarted pipewire")
+	if pid := pipewirePid(); pid == old || !pidAlive(pid) {
+		t.Fatalf("pipewire pid %d after restart (was %d)", pid, old)
+	}
+	res, err := h.ExecTask(task.ID, []string{"pactl", "info"}, 20*time.Second)
+	if err != nil || res.ExitResult.ExitCode != 0 || !strings.Contains(string(res.Stdout), "PipeWire") {
+		t.Fatalf("pactl info after restart: %v %+v\n%s", err, res.ExitResult, res.Stdout)
+	}
+
+	// Past the budget (5 restarts): the session fails and says why.
+	for i := 0; i < 10 && inspectRunning(t, h, task.ID); i++ {
+		pid := pipewirePid()
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		deadline := time.Now().Add(20 * time.Second)
+		for pipewirePid() == pid && inspectRunning(t, h, task.ID) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	msg := waitEvent("Session failed")
+	if !strings.Contains(msg, "pipewire") {
+		t.Fatalf("failure event does not name pipewire: %s", msg)
+	}
+	if r := waitExit(t, h, task.ID); r.Err == nil || !strings.Contains(r.Err.Error(), "pipewire") {
+		t.Fatalf("exit result %+v does not name pipewire", r)
+	}
+}
+
