@@ -151,4 +151,3 @@ func TestAudioComponentHealedThenReported(t *testing.T) {
 		t.Fatalf("exit result %+v does not name pipewire", r)
 	}
 }
-

@@ -209,6 +209,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 
 	h := newTaskHandle(cfg, exec, pluginClient, ps.Pid, prep.runtimeDir, d.logger, d.eventer)
 	h.startedAt = time.Now().Round(time.Millisecond)
+	for _, g := range prep.gpu.GPUs {
+		h.gpus = append(h.gpus, g.UUID)
+	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
 	if err := handle.SetDriverState(&TaskState{
@@ -217,6 +220,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Pid:            ps.Pid,
 		StartedAt:      h.startedAt,
 		RuntimeDir:     prep.runtimeDir,
+		GPUs:           h.gpus,
 	}); err != nil {
 		_ = exec.Shutdown("", 0)
 		pluginClient.Kill()
@@ -269,6 +273,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	}
 	h := newTaskHandle(ts.TaskConfig, exec, pluginClient, ts.Pid, ts.RuntimeDir, d.logger, d.eventer)
 	h.startedAt = ts.StartedAt
+	h.gpus = ts.GPUs
 	// Events already delivered before the restart are not sent again.
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
 	st, err := h.client.State(ctx)
@@ -362,7 +367,11 @@ func (d *Driver) TaskStats(ctx context.Context, taskID string, interval time.Dur
 	if !ok {
 		return nil, drivers.ErrTaskNotFound
 	}
-	return h.exec.Stats(ctx, interval)
+	ch, err := h.exec.Stats(ctx, interval)
+	if err != nil {
+		return nil, err
+	}
+	return withGPUStats(ctx, h.gpus, ch), nil
 }
 
 // TaskEvents streams the sessions' events to Nomad.

@@ -32,6 +32,7 @@ type taskHandle struct {
 	logger       hclog.Logger
 	eventer      *eventer.Eventer
 	startedAt    time.Time
+	gpus         []string // UUIDs of the assigned GPUs
 
 	mu        sync.RWMutex
 	state     session.State

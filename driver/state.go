@@ -20,6 +20,8 @@ type TaskState struct {
 	Pid            int // the session supervisor
 	StartedAt      time.Time
 	RuntimeDir     string
+	// GPUs are the UUIDs of the GPUs the task was given, for GPU stats.
+	GPUs []string
 }
 
 type taskStore struct {
