@@ -74,6 +74,10 @@ type Limits struct {
 	// (default 20s); a peer silent for PongTimeout (default 60s) is closed.
 	PingInterval time.Duration
 	PongTimeout  time.Duration
+	// FullProbe is how long a subscribe to a full streamer waits for its
+	// players to answer a ping before those that did not are dropped
+	// (default 2s): a player reconnecting after a network blip gets back in.
+	FullProbe time.Duration
 }
 
 // Hooks lets the session plug TURN credentials, the TURN peer policy and task
@@ -158,6 +162,7 @@ func (l Limits) withDefaults() Limits {
 	defDur(&l.WriteTimeout, 10*time.Second)
 	defDur(&l.PingInterval, 20*time.Second)
 	defDur(&l.PongTimeout, 60*time.Second)
+	defDur(&l.FullProbe, 2*time.Second)
 	return l
 }
 
@@ -181,6 +186,7 @@ func (l Limits) validate() error {
 	neg("WriteTimeout", l.WriteTimeout < 0)
 	neg("PingInterval", l.PingInterval < 0)
 	neg("PongTimeout", l.PongTimeout < 0)
+	neg("FullProbe", l.FullProbe < 0)
 	return errors.Join(errs...)
 }
 

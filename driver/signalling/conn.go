@@ -59,6 +59,7 @@ type conn struct {
 	sub         *conn
 	subscribers map[*conn]struct{}
 	timer       *time.Timer // identify or subscribe deadline
+	probed      bool        // a subscribe that found the streamer full is waiting for pongs
 
 	// Send side, guarded by mu.
 	mu          sync.Mutex

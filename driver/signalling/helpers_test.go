@@ -79,6 +79,19 @@ func (p *peer) send(msg string) {
 	}
 }
 
+// answerPings reads (and drops) everything p receives from now on, as a
+// browser's WebSocket does, so the server's pings get their pongs.
+func (p *peer) answerPings() {
+	go func() {
+		for {
+			_ = p.ws.SetReadDeadline(time.Time{})
+			if _, _, err := p.ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+}
+
 // recv returns the next text message, failing the test on close or timeout.
 func (p *peer) recv() string {
 	p.t.Helper()

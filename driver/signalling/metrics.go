@@ -25,6 +25,7 @@ const (
 	reasonNotSubscribed    = "not_subscribed"
 	reasonBadUpgrade       = "bad_upgrade"
 	reasonUnauthorized     = "unauthorized"
+	reasonReplaced         = "replaced_by_reconnect"
 )
 
 var allReasons = []string{

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -128,10 +129,11 @@ func TestTwoStreamers(t *testing.T) {
 // TestSubscribeFailures covers subscribeFailed for an unknown streamer and a
 // full one, with Epic's wording.
 func TestSubscribeFailures(t *testing.T) {
-	s := startServer(t, Config{MaxPlayers: 1})
+	s := startServer(t, Config{MaxPlayers: 1, Limits: Limits{FullProbe: 200 * time.Millisecond}})
 	st := newStreamer(t, s, "S")
 	first := newPlayer(t, s, "first")
 	subscribe(t, first, st, "S")
+	first.answerPings() // a live browser: it answers the server's ping
 
 	second := newPlayer(t, s, "second")
 	second.send(`{"type":"subscribe","streamerId":"nobody"}`)
@@ -143,6 +145,25 @@ func TestSubscribeFailures(t *testing.T) {
 	_ = first.ws.Close()
 	st.expect(`{"type":"playerDisconnected","playerId":"1"}`)
 	subscribe(t, second, st, "S")
+}
+
+// TestFullStreamerDropsSilentPlayer: a player reconnecting after a network
+// blip finds its streamer full of its own dead connection; the server pings
+// the subscribers, drops the one that does not answer and lets the new
+// connection in.
+func TestFullStreamerDropsSilentPlayer(t *testing.T) {
+	s := startServer(t, Config{MaxPlayers: 1, Limits: Limits{FullProbe: 200 * time.Millisecond}})
+	st := newStreamer(t, s, "S")
+	dead := newPlayer(t, s, "dead") // never reads again, so never answers a ping
+	deadID := subscribe(t, dead, st, "S")
+
+	back := newPlayer(t, s, "back")
+	back.send(`{"type":"subscribe","streamerId":"S"}`)
+	st.expect(fmt.Sprintf(`{"type":"playerDisconnected","playerId":%q}`, deadID))
+	var pc map[string]any
+	if err := json.Unmarshal([]byte(st.recv()), &pc); err != nil || pc["type"] != "playerConnected" || pc["playerId"] == deadID {
+		t.Fatalf("streamer got %v (%v), want playerConnected for the new connection", pc, err)
+	}
 }
 
 // TestDisconnectPlayer: the streamer kicks a player; the player sees close

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // knownTypes is every message type of the protocol. A type outside it is a
@@ -302,6 +303,22 @@ func (s *Server) subscribe(c *conn, id string) {
 	if c.sub != nil {
 		evs = append(evs, s.detach(c))
 	}
+	if max := s.cfg.MaxPlayers; max > 0 && len(st.subscribers) >= max && !c.probed {
+		// Full. A player coming back after a network blip reconnects before
+		// the server has noticed its old connection is dead (the ping sweep
+		// takes up to the pong timeout). So ping the subscribers now and
+		// decide once they had time to answer: whoever did not is gone.
+		c.probed = true
+		probeStart := time.Now().UnixNano()
+		for sub := range st.subscribers {
+			sub.enqueue(outFrame{kind: framePing})
+		}
+		s.mu.Unlock()
+		s.emit(evs...)
+		time.AfterFunc(s.limits.FullProbe, func() { s.retrySubscribe(c, id, probeStart) })
+		return
+	}
+	c.probed = false
 	if max := s.cfg.MaxPlayers; max > 0 && len(st.subscribers) >= max {
 		s.mu.Unlock()
 		s.emit(evs...)
@@ -541,4 +558,30 @@ func (s *Server) emit(evs ...Event) {
 			f(ev)
 		}
 	}
+}
+
+// retrySubscribe finishes a subscribe that found its streamer full: players
+// that did not answer the ping sent at probeStart are dropped, then the
+// subscribe runs again and succeeds if that freed a place.
+func (s *Server) retrySubscribe(c *conn, id string, probeStart int64) {
+	s.mu.Lock()
+	st := s.streamers[id]
+	var evs []Event
+	var gone []*conn
+	if st != nil && !c.killed.Load() {
+		for sub := range st.subscribers {
+			if sub.lastSeen.Load() < probeStart {
+				evs = append(evs, s.detach(sub))
+				gone = append(gone, sub)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.emit(evs...)
+	for _, g := range gone {
+		s.metrics.reject(g.role, reasonPingTimeout)
+		s.log.Info("dropping player that stopped answering pings to make room", "player", g.playerID, "remote", g.remote)
+		g.kill()
+	}
+	s.subscribe(c, id)
 }
