@@ -151,3 +151,28 @@ func TestAudioComponentHealedThenReported(t *testing.T) {
 		t.Fatalf("exit result %+v does not name pipewire", r)
 	}
 }
+
+// TestAudioRefusedWithoutPipeWire: audio = true on a node without the
+// PipeWire binaries is refused before anything starts, saying what to
+// install; audio = false runs there.
+func TestAudioRefusedWithoutPipeWire(t *testing.T) {
+	h := newHarness(t, func(pc *config.PluginConfig) { pc.XvfbPath = "/usr/bin/Xvfb" })
+	// A node without PipeWire: nothing of it on the plugin's PATH.
+	t.Setenv("PATH", t.TempDir())
+	task := newTask(t, h, config.TaskConfig{Args: []string{"--probe-exit=0"}, Audio: true})
+	_, _, err := h.StartTask(task)
+	if err == nil {
+		_ = h.DestroyTask(task.ID, true)
+		t.Fatal("audio accepted on a node without PipeWire")
+	}
+	for _, want := range []string{"audio:", "install", "audio = false"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	quiet := newTask(t, h, config.TaskConfig{Args: []string{"--probe-exit=0"}, Audio: false})
+	startTask(t, h, quiet)
+	if r := waitExit(t, h, quiet.ID); r.ExitCode != 0 {
+		t.Fatalf("audio = false task: %+v", r)
+	}
+}
