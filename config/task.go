@@ -295,7 +295,10 @@ func (t *TaskConfig) AppArgs(streamerURL string, extra ...string) []string {
 		"-ResX="+strconv.Itoa(res.Width),
 		"-ResY="+strconv.Itoa(res.Height),
 		"-ForceRes",
+		// Pixel Streaming 1 reads -PixelStreamingURL; Pixel Streaming 2 (UE
+		// 5.5+) prefers -PixelStreamingSignallingURL. Same value, both given.
 		"-PixelStreamingURL="+streamerURL,
+		"-PixelStreamingSignallingURL="+streamerURL,
 		"-PixelStreamingID="+t.StreamerID,
 	)
 }
