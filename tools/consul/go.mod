@@ -116,7 +116,7 @@ require (
 	github.com/hashicorp/consul v1.22.7 // indirect
 	github.com/hashicorp/consul-awsauth v0.0.0-20260217094118-6b9b26380433 // indirect
 	github.com/hashicorp/consul-net-rpc v0.0.0-20221205195236-156cfab66a69 // indirect
-	github.com/hashicorp/consul/api v1.33.7 // indirect
+	github.com/hashicorp/consul/api v1.34.1 // indirect
 	github.com/hashicorp/consul/envoyextensions v0.9.6 // indirect
 	github.com/hashicorp/consul/proto-public v0.7.4 // indirect
 	github.com/hashicorp/consul/sdk v0.17.3 // indirect
