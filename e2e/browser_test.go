@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +118,7 @@ func startChromium(t *testing.T) *chromium {
 			_ = c.cmd.Process.Kill()
 		}
 		if t.Failed() {
-			t.Logf("browser log (last 80 lines):\n%s", c.stderr.tail(80))
+			t.Logf("browser log (last 150 lines):\n%s", c.stderr.tail(150))
 		}
 	})
 	return c
@@ -223,14 +224,20 @@ func (p *page) close(t *testing.T) {
 // play waits until the page presents frames of decoded video.
 func (p *page) play(t *testing.T) streamState {
 	t.Helper()
+	s, ok := p.playing(t)
+	if !ok {
+		t.Fatalf("page %s does not play within 60s: %s", p.name, s)
+	}
+	return s
+}
+
+func (p *page) playing(t *testing.T) (streamState, bool) {
+	t.Helper()
 	var s streamState
 	if err := p.c.call(70*time.Second, "play", map[string]any{"name": p.name, "frames": 3, "timeoutMs": 60000}, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Presented < 3 || s.VideoWidth == 0 {
-		t.Fatalf("page %s does not play within 60s: %s", p.name, s)
-	}
-	return s
+	return s, s.Presented >= 3 && s.VideoWidth > 0
 }
 
 func (p *page) state(t *testing.T) streamState {
@@ -455,6 +462,18 @@ func (s *session) wait(t *testing.T, a *agent) {
 	})
 }
 
+// dumpLogs logs the tail of the session's output: the app's (stdout) and
+// the supervisor's with its display, audio, signalling and TURN (stderr).
+func (s *session) dumpLogs(t *testing.T, a *agent) {
+	if s.alloc == "" {
+		return
+	}
+	for _, stream := range []string{"-stdout", "-stderr"} {
+		out, err := a.nomadErr("alloc", "logs", stream, "-tail", "-n", "40", s.alloc, "game")
+		t.Logf("%s %s (%v):\n%s", s.job, stream, err, out)
+	}
+}
+
 var displayEvent = regexp.MustCompile(`^Display (:\d+) ready`)
 
 // url is the player page with the frontend set to connect and play by
@@ -599,17 +618,24 @@ func TestBrowserSessions(t *testing.T) {
 	a := startAgent(t)
 	br := startChromium(t)
 	parent := t
+	// Two sessions on the node: the open demo, and one that needs a token.
+	one := submitSession(t, a, "stream-one", 640, 480, "")
+	two := submitSession(t, a, "stream-two", 512, 384, playerToken)
 	step := func(name string, f func(t *testing.T)) {
 		t.Run(name, func(t *testing.T) {
 			a.t = t
-			defer func() { a.t = parent }()
+			defer func() {
+				a.t = parent
+				if t.Failed() {
+					for _, s := range []*session{one, two} {
+						s.dumpLogs(t, a)
+					}
+				}
+			}()
 			f(t)
 		})
 	}
 
-	// Two sessions on the node: the open demo, and one that needs a token.
-	one := submitSession(t, a, "stream-one", 640, 480, "")
-	two := submitSession(t, a, "stream-two", 512, 384, playerToken)
 	one.wait(t, a)
 	two.wait(t, a)
 
@@ -667,7 +693,12 @@ func TestBrowserSessions(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("player page answered %d", status)
 		}
-		s := p2.play(t)
+		s, ok := p2.playing(t)
+		if !ok {
+			t.Logf("candidate pairs: %+v", p2.pairs(t))
+			t.Logf("TURN metrics:\n%s", metrics(t, one.http, "pixelstream_turn"))
+			t.Fatalf("page with ForceTURN does not play within 60s: %s", s)
+		}
 		p2.advances(t, s, 30, 30*time.Second, "over the relay")
 		pairs := p2.pairs(t)
 		relayed := false
@@ -678,6 +709,11 @@ func TestBrowserSessions(t *testing.T) {
 			t.Fatalf("no connected peer uses a relay candidate: %+v", pairs)
 		}
 		t.Logf("selected pairs: %+v", pairs)
+		// The session's own TURN server carried the media.
+		relayedBytes := metrics(t, one.http, `pixelstream_turn_relayed_bytes_total{direction="peer_to_client"}`)
+		if f := strings.Fields(relayedBytes); len(f) != 2 || f[1] == "0" {
+			t.Errorf("the session's TURN server relayed no media to the player: %q", relayedBytes)
+		}
 	})
 
 	step("two players at once on one session", func(t *testing.T) {
@@ -817,4 +853,22 @@ func requirePage(t *testing.T, p *page) {
 	if p == nil {
 		t.Skip("the page this step needs was not opened (an earlier step failed)")
 	}
+}
+
+// metrics returns the session's Prometheus lines that start with prefix.
+func metrics(t *testing.T, port int, prefix string) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

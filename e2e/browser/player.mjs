@@ -251,7 +251,13 @@ const ops = {
         const context = await browser.newContext({ viewport: { width, height } });
         const page = await context.newPage();
         pages.set(name, { context, page });
-        page.on('console', (m) => console.error(`[${name} ${m.type()}] ${m.text()}`));
+        page.on('console', (m) => {
+            // The frontend logs its stats as big JSON blobs every second; keep the rest.
+            // Its logger also appends a stack trace to every line.
+            const text = m.text().split('\n')[0];
+            if (/^\s*(\{|-{8})|- -+ Stats -+$/.test(text)) return;
+            console.error(`[${name} ${m.type()}] ${text}`);
+        });
         page.on('pageerror', (e) => console.error(`[${name} error] ${e.message}`));
         await page.addInitScript(instrument);
         const navigatedAt = Date.now();
