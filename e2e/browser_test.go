@@ -183,6 +183,7 @@ type streamState struct {
 	Events           []string         `json:"events"`
 	EventTimes       map[string]int64 `json:"eventTimes"`
 	Peers            []string         `json:"peers"`
+	PageLoadedAt     int64            `json:"pageLoadedAt"`
 	Now              int64            `json:"now"`
 }
 
@@ -808,6 +809,7 @@ func TestBrowserSessions(t *testing.T) {
 			t.Fatalf("want one runtime dir of the session, found %v", rtDirs)
 		}
 
+		stopAt := time.Now()
 		a.nomad("job", "stop", "-detach", one.job)
 		for _, p := range []*page{p1, p2} {
 			if p == nil {
@@ -817,8 +819,11 @@ func TestBrowserSessions(t *testing.T) {
 			if !s.saw("webRtcDisconnected") && !s.saw("webRtcFailed") {
 				t.Errorf("page %s did not notice the end of the stream: %s", p.name, s)
 			}
+			t.Logf("page %s noticed the end %s after the stop: events %v, peers %v", p.name,
+				time.Since(stopAt).Round(time.Millisecond), s.Events, s.Peers)
 		}
 		a.waitAlloc(one.job, "complete")
+		t.Logf("allocation complete %s after the stop", time.Since(stopAt).Round(time.Millisecond))
 		frozen := p1.state(t)
 		a.eventually(30*time.Second, "the session's processes to exit", func() bool {
 			for _, p := range procs {

@@ -86,6 +86,10 @@ async function streamState() {
         events: st.events.map((e) => e.type),
         eventTimes: Object.fromEntries(st.events.map((e) => [e.type, e.at])),
         peers: st.pcs.map((pc) => pc.connectionState),
+        pageLoadedAt: (() => {
+            const nav = performance.getEntriesByType('navigation')[0];
+            return nav && nav.domContentLoadedEventEnd ? Math.round(performance.timeOrigin + nav.domContentLoadedEventEnd) : 0;
+        })(),
         framesDecoded: 0,
         now: Date.now()
     };
