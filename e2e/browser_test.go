@@ -824,6 +824,11 @@ func TestBrowserSessions(t *testing.T) {
 		}
 		a.waitAlloc(one.job, "complete")
 		t.Logf("allocation complete %s after the stop", time.Since(stopAt).Round(time.Millisecond))
+		for _, e := range a.allocDetail(one.alloc).TaskStates["game"].Events {
+			if at := time.Unix(0, e.Time); at.After(stopAt.Add(-time.Second)) {
+				t.Logf("  %+8s  %s: %s", at.Sub(stopAt).Round(time.Millisecond), e.Type, e.DisplayMessage)
+			}
+		}
 		frozen := p1.state(t)
 		a.eventually(30*time.Second, "the session's processes to exit", func() bool {
 			for _, p := range procs {
