@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -809,6 +810,19 @@ func TestBrowserSessions(t *testing.T) {
 			t.Fatalf("want one runtime dir of the session, found %v", rtDirs)
 		}
 
+		n := strings.TrimPrefix(one.display, ":")
+		displayFiles := map[string]uint64{}
+		socket := "/tmp/.X11-unix/X" + n
+		id, ok := inode(socket)
+		if !ok {
+			t.Fatalf("the running session's display socket %s is missing; the leftover check would prove nothing", socket)
+		}
+		displayFiles[socket] = id
+		// Xvfb -displayfd writes no lock file; should one appear, it must go too.
+		if id, ok := inode("/tmp/.X" + n + "-lock"); ok {
+			displayFiles["/tmp/.X"+n+"-lock"] = id
+		}
+
 		stopAt := time.Now()
 		a.nomad("job", "stop", "-detach", one.job)
 		for _, p := range []*page{p1, p2} {
@@ -838,9 +852,10 @@ func TestBrowserSessions(t *testing.T) {
 			}
 			return true
 		})
-		n := strings.TrimPrefix(one.display, ":")
-		for _, p := range []string{"/tmp/.X11-unix/X" + n, "/tmp/.X" + n + "-lock"} {
-			if _, err := os.Stat(p); !os.IsNotExist(err) {
+		for p, id := range displayFiles {
+			// Display numbers are machine-wide: another X server may
+			// already own the number again, with files of its own.
+			if now, ok := inode(p); ok && now == id {
 				t.Errorf("display file %s left behind", p)
 			}
 		}
@@ -881,4 +896,16 @@ func metrics(t *testing.T, port int, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func inode(path string) (uint64, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Ino, true
 }
