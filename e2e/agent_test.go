@@ -34,6 +34,7 @@ type agent struct {
 	cfgFile string
 	addr    string
 	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the agent process has exited
 	logFile *os.File
 }
 
@@ -105,8 +106,8 @@ plugin "nomad-driver-pixelstream" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.start()
 	t.Cleanup(a.shutdown)
+	a.start()
 	return a
 }
 
@@ -118,6 +119,8 @@ func (a *agent) start() {
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
 	}
+	a.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(a.cmd, a.exited)
 	a.waitDriverHealthy()
 }
 
@@ -125,6 +128,11 @@ func (a *agent) start() {
 func (a *agent) waitDriverHealthy() {
 	a.t.Helper()
 	a.eventually(90*time.Second, "the node to be ready with a healthy pixelstream driver", func() bool {
+		select {
+		case <-a.exited:
+			a.t.Fatalf("the Nomad agent exited at start (see its log below)")
+		default:
+		}
 		// The node list omits drivers; read the node itself.
 		var list []struct{ ID string }
 		if err := a.api("/v1/nodes", &list); err != nil || len(list) == 0 {
@@ -146,7 +154,7 @@ func (a *agent) kill9() (pluginPid int) {
 	a.t.Helper()
 	pluginPid = a.pluginPid()
 	_ = a.cmd.Process.Kill()
-	_, _ = a.cmd.Process.Wait()
+	<-a.exited
 	if pluginPid > 0 {
 		_ = syscall.Kill(pluginPid, syscall.SIGKILL)
 	}
@@ -169,17 +177,23 @@ func (a *agent) pluginPid() int {
 func (a *agent) shutdown() {
 	// Stop every job first so sessions end the way a user would end them.
 	var jobs []struct{ ID string }
-	if a.cmd.ProcessState == nil && a.api("/v1/jobs", &jobs) == nil {
+	running := a.cmd != nil && a.exited != nil
+	if running {
+		select {
+		case <-a.exited:
+			running = false
+		default:
+		}
+	}
+	if running && a.api("/v1/jobs", &jobs) == nil {
 		for _, j := range jobs {
 			_, _ = a.nomadErr("job", "stop", "-purge", j.ID)
 		}
 	}
-	if a.cmd.ProcessState == nil {
+	if running {
 		_ = a.cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _, _ = a.cmd.Process.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-a.exited:
 		case <-time.After(30 * time.Second):
 			_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
 		}
