@@ -59,6 +59,13 @@ func (s *supervisor) startStream() error {
 		}
 		hooks.StreamerSDP = t.AllowFromSDP
 		hooks.StreamerCandidate = t.AllowFromCandidate
+		// The streamer relays too, as with Epic's stack: Epic's frontend with
+		// ForceTURN keeps only relay candidates of the streamer. Its
+		// allocation may reach what the players advertised to it.
+		hooks.StreamerPeerOptions = hooks.PlayerPeerOptions
+		hooks.PlayerSDP = t.AllowFromSDP
+		hooks.PlayerCandidate = t.AllowFromCandidate
+		hooks.StreamerLeft = t.Revoke
 	}
 	hooks.Event = func(e signalling.Event) { s.onStreamEvent(st, e) }
 	hooks.StatusExtra = s.lc.timeLeft

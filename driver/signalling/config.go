@@ -96,6 +96,18 @@ type Hooks struct {
 	Event func(Event)
 	// StatusExtra adds fields to /api/status (the session's time left, say).
 	StatusExtra func() map[string]any
+
+	// StreamerPeerOptions returns the peerConnectionOptions for a streamer
+	// connection's config message (its own TURN credentials, so it gathers
+	// relay candidates as Epic's stack lets it); key names the connection,
+	// as PlayerSDP, PlayerCandidate and StreamerLeft do. nil: static options.
+	StreamerPeerOptions func(key string) json.RawMessage
+	// PlayerSDP and PlayerCandidate see every SDP and ICE candidate line a
+	// player sends towards the streamer connection key.
+	PlayerSDP       func(key, sdp string)
+	PlayerCandidate func(key, candidate string)
+	// StreamerLeft reports a streamer connection closing.
+	StreamerLeft func(key string)
 }
 
 // EventKind says what an Event reports.

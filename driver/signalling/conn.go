@@ -55,7 +55,8 @@ type conn struct {
 	// Routing state, guarded by srv.mu.
 	playerID    string
 	streamerID  string
-	listed      bool // a streamer that identified, or an SFU that streams
+	key         string // streamer connections: a name for hooks, fixed at connect
+	listed      bool   // a streamer that identified, or an SFU that streams
 	sub         *conn
 	subscribers map[*conn]struct{}
 	timer       *time.Timer // identify or subscribe deadline

@@ -388,8 +388,32 @@ func (s *Server) toStreamer(c *conn, m *message) *protocolError {
 			return nil // subscribeFailed has told the player why
 		}
 	}
+	s.playerSignal(st, m)
 	st.send(m.withPlayerID(c.playerID))
 	return nil
+}
+
+// playerSignal shows the session what a player advertises to its streamer.
+func (s *Server) playerSignal(st *conn, m *message) {
+	if st.key == "" {
+		return
+	}
+	switch m.typ {
+	case "offer", "answer":
+		if f := s.hooks.PlayerSDP; f != nil {
+			if v, err := m.requireString("sdp"); err == nil {
+				f(st.key, v)
+			}
+		}
+	case "iceCandidate":
+		if f := s.hooks.PlayerCandidate; f != nil {
+			if v, err := candidateOf(m); err == nil {
+				if line := candidateLine(v); line != "" {
+					f(st.key, line)
+				}
+			}
+		}
+	}
 }
 
 // toPlayer forwards a streamer's message to the player it names, without the
@@ -543,6 +567,9 @@ func (s *Server) teardown(c *conn) {
 	c.closing, c.queue = true, nil
 	c.mu.Unlock()
 	s.emit(evs...)
+	if f := s.hooks.StreamerLeft; f != nil && c.key != "" {
+		f(c.key)
+	}
 	s.log.Debug("connection closed", "role", c.role, "player", c.playerID, "remote", c.remote)
 	s.wg.Done()
 }

@@ -28,15 +28,16 @@ type Server struct {
 	page    http.Handler
 	started time.Time
 
-	mu          sync.RWMutex
-	conns       map[*conn]struct{}
-	players     map[string]*conn // players and SFUs, by player id
-	streamers   map[string]*conn // listed streamers and SFUs, by streamer id
-	order       []*conn          // listed streamers in the order they identified
-	nextPlayer  uint64
-	subscribed  int
-	stopping    bool
-	connections atomic.Int64
+	mu           sync.RWMutex
+	conns        map[*conn]struct{}
+	players      map[string]*conn // players and SFUs, by player id
+	streamers    map[string]*conn // listed streamers and SFUs, by streamer id
+	order        []*conn          // listed streamers in the order they identified
+	nextPlayer   uint64
+	nextStreamer uint64
+	subscribed   int
+	stopping     bool
+	connections  atomic.Int64
 
 	wg        sync.WaitGroup // one per live WebSocket reader
 	listeners []net.Listener
@@ -297,6 +298,10 @@ func (s *Server) register(c *conn) bool {
 		c.playerID = fmt.Sprintf("%d", s.nextPlayer)
 		s.players[c.playerID] = c
 	}
+	if c.role == roleStreamer {
+		s.nextStreamer++
+		c.key = fmt.Sprintf("streamer-%d", s.nextStreamer)
+	}
 	switch c.role {
 	case rolePlayer:
 		if d := s.limits.SubscribeTimeout; d > 0 {
@@ -320,8 +325,14 @@ func (s *Server) register(c *conn) bool {
 		c.send(msgConfig(opts))
 		s.log.Debug("player connected", "player", c.playerID, "remote", c.remote)
 	default:
+		opts := s.static
+		if f := s.hooks.StreamerPeerOptions; f != nil && c.key != "" {
+			if o := f(c.key); len(o) > 0 {
+				opts = o
+			}
+		}
 		c.send(msgIdentify())
-		c.send(msgConfig(s.static))
+		c.send(msgConfig(opts))
 		s.log.Debug("connected", "role", c.role, "remote", c.remote)
 	}
 	return true

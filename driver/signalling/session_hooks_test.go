@@ -35,3 +35,39 @@ func TestWarnPlayersAndStatusExtra(t *testing.T) {
 		t.Fatalf("/api/status = %s", body)
 	}
 }
+
+// TestStreamerHooks: a streamer connection gets its own peer options (TURN
+// credentials in a session) under a key, and the session sees under that key
+// what players advertise to it and when it leaves.
+func TestStreamerHooks(t *testing.T) {
+	type seen struct{ kind, key, value string }
+	got := make(chan seen, 16)
+	s := startServer(t, Config{Hooks: Hooks{
+		StreamerPeerOptions: func(key string) json.RawMessage {
+			return json.RawMessage(`{"iceServers":[{"urls":["turn:x"],"username":"` + key + `"}]}`)
+		},
+		PlayerSDP:       func(key, sdp string) { got <- seen{"sdp", key, sdp} },
+		PlayerCandidate: func(key, c string) { got <- seen{"candidate", key, c} },
+		StreamerLeft:    func(key string) { got <- seen{"left", key, ""} },
+	}})
+	st := dial(t, "streamer", streamerURL(s), nil)
+	st.expect(wantIdentify)
+	st.expect(`{"type":"config","peerConnectionOptions":{"iceServers":[{"urls":["turn:x"],"username":"streamer-1"}]},"protocolVersion":"1.3.0"}`)
+	st.send(`{"type":"endpointId","id":"S"}`)
+	st.expect(`{"type":"endpointIdConfirm","committedId":"S"}`)
+	p := newPlayer(t, s, "p")
+	pid := subscribe(t, p, st, "S")
+	p.send(`{"type":"answer","sdp":"v=0 answer"}`)
+	st.recv()
+	p.send(`{"type":"iceCandidate","candidate":{"candidate":"candidate:1 1 udp 1 192.0.2.7 5000 typ relay","sdpMid":"0","sdpMLineIndex":0}}`)
+	st.recv()
+	for _, want := range []seen{{"sdp", "streamer-1", "v=0 answer"}, {"candidate", "streamer-1", "candidate:1 1 udp 1 192.0.2.7 5000 typ relay"}} {
+		if g := <-got; g != want {
+			t.Fatalf("hook saw %+v, want %+v (player %s)", g, want, pid)
+		}
+	}
+	_ = st.ws.Close()
+	if g := <-got; g != (seen{"left", "streamer-1", ""}) {
+		t.Fatalf("hook saw %+v, want the streamer leaving", g)
+	}
+}

@@ -178,3 +178,58 @@ func (r *staticRules) checkAddr(set *peerSet, ap netip.AddrPort) (bool, string) 
 	}
 	return false, reasonNotAdvertised
 }
+
+// Advertised relay addresses of this very server are allowed whatever the
+// address class.
+//
+// Why: when both the player and the streamer relay (Epic's frontend with
+// ForceTURN drops every streamer candidate that is not a relay candidate,
+// so the streamer relays too, as it does with Epic's own stack), each
+// allocation sends to the other's relay address, which is this server's
+// relay IP. On a node whose relay IP is loopback (a demo, a test) that
+// address falls in a refused class. The socket behind it is an
+// authenticated allocation of this same session that still applies its own
+// permissions to what it receives, so reaching it opens nothing else; and
+// only an address the other side advertised is admitted, as for any peer.
+
+// ownRelayIP reports whether ip is the address this server's relay
+// sockets bind to.
+func (s *Server) ownRelayIP(ip netip.Addr) bool {
+	return s.cfg.relayIP.IsValid() && ip.Unmap() == s.cfg.relayIP.Unmap()
+}
+
+// ownRelay reports whether ap is one of this server's live relay sockets.
+func (s *Server) ownRelay(ap netip.AddrPort) bool {
+	if !s.ownRelayIP(ap.Addr()) {
+		return false
+	}
+	s.mu.Lock()
+	_, ok := s.relays[ap.Port()]
+	s.mu.Unlock()
+	return ok
+}
+
+// peerAllowed is the per-packet decision: the policy, or an advertised
+// relay socket of this server.
+func (s *Server) peerAllowed(set *peerSet, ap netip.AddrPort) bool {
+	if ok, _ := s.static.checkAddr(set, ap); ok {
+		return true
+	}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return set.has(ap) && s.ownRelay(ap)
+}
+
+// advertisesOwnRelay reports whether set holds, on ip, a port that is one of
+// this server's live relay sockets.
+func (s *Server) advertisesOwnRelay(set *peerSet, ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if !s.ownRelayIP(ip) {
+		return false
+	}
+	for _, port := range set.addrs[ip] {
+		if s.ownRelay(netip.AddrPortFrom(ip, port)) {
+			return true
+		}
+	}
+	return false
+}

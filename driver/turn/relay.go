@@ -46,7 +46,7 @@ func (c *channel) allowed(cache *atomic.Pointer[verdict], s *Server) bool {
 	if v := cache.Load(); v != nil && v.set == set {
 		return v.ok
 	}
-	ok, _ := s.static.checkAddr(set, c.peer)
+	ok := s.peerAllowed(set, c.peer)
 	cache.Store(&verdict{set: set, ok: ok})
 	return ok
 }
@@ -91,7 +91,7 @@ type relayConn struct {
 var noPeers = map[netip.AddrPort]*channel{}
 
 func (rc *relayConn) deliverSlow(p []byte, from netip.AddrPort, st *loopStats) {
-	if ok, _ := rc.srv.static.checkAddr(rc.player.set.Load(), from); !ok {
+	if !rc.srv.peerAllowed(rc.player.set.Load(), from) {
 		st.denied.Add(1)
 		return
 	}
@@ -128,7 +128,7 @@ func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	st := &rc.loop.stats
-	if ok, _ := rc.srv.static.checkAddr(rc.player.set.Load(), ap); !ok {
+	if !rc.srv.peerAllowed(rc.player.set.Load(), ap) {
 		st.denied.Add(1)
 		return len(p), nil
 	}

@@ -365,6 +365,11 @@ func (s *Server) permissionHandler(udp bool) turn.PermissionHandler {
 			set = rc.player.set.Load()
 		}
 		allowed, reason := s.static.checkIP(set, ip)
+		if !allowed && s.advertisesOwnRelay(set, ip) {
+			// An advertised relay socket of this server: each packet is
+			// then checked against it (peerAllowed).
+			allowed = true
+		}
 		if !allowed {
 			s.metrics.deniedPeers.WithLabelValues(reason).Inc()
 			s.log.Info("peer refused", "peer", ip.Unmap(), "reason", reason, "client", ap)

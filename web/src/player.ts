@@ -2,7 +2,7 @@
 // Epic's published frontend and UI, wired as Epic's own sample page does.
 // URL parameters (?StreamerId=, ?ForceTURN, ?AutoConnect, ?AutoPlayVideo, ...)
 // configure it because useUrlParams is on.
-import { Config, PixelStreaming, WebRtcPlayerController } from '@epicgames-ps/lib-pixelstreamingfrontend-ue5.5';
+import { Config, PixelStreaming } from '@epicgames-ps/lib-pixelstreamingfrontend-ue5.5';
 import { Application, PixelStreamingApplicationStyle } from '@epicgames-ps/lib-pixelstreamingfrontend-ui-ue5.5';
 
 declare global {
@@ -11,20 +11,6 @@ declare global {
         pixelStreaming: PixelStreaming;
     }
 }
-
-// With ?ForceTURN=true Epic's frontend makes the browser relay-only (which is
-// what a player behind a strict firewall needs) and also drops every streamer
-// candidate that is not itself a relay candidate. A session's streamer gets no
-// TURN server (the session's TURN server relays players to the streamer's host
-// candidates on its node, see driver/turn/policy.go), so that second filter
-// leaves the browser nothing to pair with and the stream never starts. Keep
-// the relay-only policy, pass the streamer's candidates through.
-WebRtcPlayerController.prototype.handleIceCandidate = function (
-    this: WebRtcPlayerController,
-    candidate: RTCIceCandidateInit
-): void {
-    void this.peerConnectionController?.peerConnection?.addIceCandidate(new RTCIceCandidate(candidate));
-};
 
 const styles = new PixelStreamingApplicationStyle();
 styles.applyStyleSheet();
