@@ -230,7 +230,8 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 
 	ctx, cancel := context.WithTimeout(d.ctx, sessionStartTimeout)
 	defer cancel()
-	if err := h.waitStarted(ctx); err != nil {
+	seq, err := h.waitStarted(ctx)
+	if err != nil {
 		_ = exec.Shutdown("SIGKILL", 0)
 		<-h.doneCh
 		pluginClient.Kill()
@@ -242,7 +243,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		_ = d.eventer.EmitEvent(&drivers.TaskEvent{TaskID: cfg.ID, AllocID: cfg.AllocID, TaskName: cfg.Name,
 			Timestamp: time.Now(), Message: w, Annotations: map[string]string{"kind": "gpu"}})
 	}
-	go h.forwardEvents(d.ctx, 0)
+	go h.followEvents(d.ctx, seq, time.Second, nil)
 	return handle, nil, nil
 }
 
@@ -285,7 +286,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	}
 	d.tasks.Set(ts.TaskConfig.ID, h)
 	go h.run()
-	go h.forwardEvents(d.ctx, st.LastSeq)
+	go h.followEvents(d.ctx, st.LastSeq, time.Second, nil)
 	return nil
 }
 

@@ -97,74 +97,61 @@ func (h *taskHandle) finishStart(err error) {
 }
 
 // waitStarted follows the session's events until the app has started or the
-// session has failed, so StartTask can return the real reason.
-func (h *taskHandle) waitStarted(ctx context.Context) error {
+// session has failed, so StartTask can return the real reason. It returns
+// the last event seen, where forwarding continues.
+func (h *taskHandle) waitStarted(ctx context.Context) (uint64, error) {
+	seq := make(chan uint64, 1)
 	go func() {
-		var after uint64
-		for {
-			evs, err := h.client.Events(ctx, after)
-			if err != nil {
-				select {
-				case <-ctx.Done():
-					return
-				case <-h.doneCh:
-					return
-				case <-time.After(20 * time.Millisecond): // the supervisor is still binding its socket
-					continue
-				}
+		// The supervisor may still be binding its socket: retry quickly.
+		seq <- h.followEvents(ctx, 0, 20*time.Millisecond, func(e session.Event) bool {
+			switch e.Kind {
+			case session.EventAppStarted:
+				h.finishStart(nil)
+				return true
+			case session.EventComponentFailed:
+				h.finishStart(errors.New(e.Message))
+				return true
 			}
-			for _, e := range evs {
-				after = e.Seq
-				h.emit(e)
-				switch e.Kind {
-				case session.EventAppStarted:
-					h.finishStart(nil)
-					return
-				case session.EventComponentFailed:
-					h.finishStart(errors.New(e.Message))
-					return
-				}
-			}
-		}
+			return false
+		})
 	}()
 	select {
 	case <-h.startedCh:
-		return h.startErr
+		return <-seq, h.startErr
 	case <-ctx.Done():
-		return fmt.Errorf("session did not start the app within %s", sessionStartTimeout)
+		return 0, fmt.Errorf("session did not start the app within %s", sessionStartTimeout)
 	}
 }
 
-// forwardEvents turns the session's events into Nomad task events for as
-// long as the session runs.
-func (h *taskHandle) forwardEvents(ctx context.Context, after uint64) {
-	if after == 0 {
-		if st, err := h.client.State(ctx); err == nil {
-			after = st.LastSeq
-		}
-	}
+// followEvents long-polls the session's events after seq and turns each into
+// a Nomad task event, until stop says so, the session ends or ctx is done.
+// It returns the last event's seq.
+func (h *taskHandle) followEvents(ctx context.Context, after uint64, retry time.Duration, stop func(session.Event) bool) uint64 {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return after
 		case <-h.doneCh:
-			return
+			return after
 		default:
 		}
 		evs, err := h.client.Events(ctx, after)
 		if err != nil {
 			select {
 			case <-ctx.Done():
-				return
+				return after
 			case <-h.doneCh:
-				return
-			case <-time.After(time.Second):
+				return after
+			case <-time.After(retry):
 				continue
 			}
 		}
 		for _, e := range evs {
 			after = e.Seq
 			h.emit(e)
+			if stop != nil && stop(e) {
+				return after
+			}
 		}
 		if st, err := h.client.State(ctx); err == nil {
 			h.setState(st)
