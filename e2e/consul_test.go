@@ -45,7 +45,11 @@ func startConsul(t *testing.T) *consul {
 		"-grpc-tls-port", fmt.Sprint(freePort(t)),
 		"-serf-lan-port", fmt.Sprint(freePort(t)),
 		"-serf-wan-port", fmt.Sprint(freePort(t)),
-		"-server-port", fmt.Sprint(freePort(t)))
+		"-server-port", fmt.Sprint(freePort(t)),
+		// Publish every check result at once: by default a check whose status
+		// stays the same has its new output held back for five minutes, and
+		// the output is what shows that Consul really ran the check.
+		"-hcl", `check_update_interval = "0s"`)
 	c.cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1")
 	c.cmd.Stdout, c.cmd.Stderr = c.logFile, c.logFile
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -210,13 +214,37 @@ job %[1]q {
 // and returns the instance.
 func (a *agent) waitCheck(c *consul, service, allocID, status, output string) consulInstance {
 	a.t.Helper()
-	var in consulInstance
-	a.eventually(60*time.Second, fmt.Sprintf("consul to report %s %s with output %q", service, status, output), func() bool {
-		var ok bool
-		in, ok = c.instance(service, allocID)
-		return ok && in.Status == status && strings.Contains(in.Output, output)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		in, ok := c.instance(service, allocID)
+		if ok && in.Status == status && strings.Contains(in.Output, output) {
+			return in
+		}
+		if time.Now().After(deadline) {
+			var services map[string][]string
+			_ = c.api("/v1/catalog/services", &services)
+			ready := "unreachable"
+			if resp, err := http.Get(fmt.Sprintf("http://%s:%d/readyz", in.Address, in.Port)); err == nil {
+				ready = resp.Status
+				resp.Body.Close()
+			}
+			a.t.Fatalf("consul did not report %s %s (check output containing %q) within 60s; last seen: %+v (registered: %v, /readyz now %s); catalog: %v",
+				service, status, output, in, ok, ready, services)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// logsOnFailure shows the task's output when the test fails.
+func (a *agent) logsOnFailure(allocID string) {
+	t := a.t
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := a.nomadErr("alloc", "logs", allocID, "game")
+			errOut, _ := a.nomadErr("alloc", "logs", "-stderr", allocID, "game")
+			t.Logf("task stdout:\n%s\ntask stderr:\n%s", out, errOut)
+		}
 	})
-	return in
 }
 
 // streamerPid finds the stand-in streamer that runs with the given streamer id.
@@ -269,11 +297,18 @@ func TestConsulService(t *testing.T) {
 		// The streamer runs under a shell that outlives it and starts it again
 		// once told to, as Unreal reconnects to signalling after a drop: the
 		// task keeps running while the stream is gone.
-		gate := t.TempDir()
+		// The gate lives outside t.TempDir(), whose parent only root can
+		// enter, because the shell runs as the task user.
+		gate, err := os.MkdirTemp("", "pixelstream-consul-gate-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.RemoveAll(gate) })
 		_ = os.Chmod(gate, 0o755)
 		script := fmt.Sprintf(`"$0" "$@"; until [ -e %q ]; do sleep 0.2; done; exec "$0" "$@"`, filepath.Join(gate, "again"))
 		a.nomad("job", "run", "-detach", consulJob(t, "consul-ready", id, "/bin/sh", "-c", script, bin("streamer")))
 		al := a.waitAlloc("consul-ready", "running")
+		a.logsOnFailure(al.ID)
 		port := a.playerPort(al.ID)
 		a.waitReady(port, "")
 
