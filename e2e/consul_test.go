@@ -295,10 +295,9 @@ func TestConsulService(t *testing.T) {
 		a.t = t
 		const id = "consul-e2e-streamer"
 		// The streamer runs under a shell that outlives it and starts it again
-		// once told to, as Unreal reconnects to signalling after a drop: the
-		// task keeps running while the stream is gone.
-		// The gate lives outside t.TempDir(), whose parent only root can
-		// enter, because the shell runs as the task user.
+		// once the gate file appears, as Unreal reconnects to signalling after
+		// a drop: the task keeps running while the stream is gone. The gate is
+		// not under t.TempDir(), whose parent the task user cannot enter.
 		gate, err := os.MkdirTemp("", "pixelstream-consul-gate-")
 		if err != nil {
 			t.Fatal(err)
