@@ -12,6 +12,11 @@ job "unreal-game" {
   }
 
   group "session" {
+    # One place for the streamer id: the service tags and meta, and the app.
+    meta {
+      streamer_id = "DefaultStreamer"
+    }
+
     network {
       port "http" {}
       port "turn" {}
@@ -23,9 +28,9 @@ job "unreal-game" {
       name     = "unreal-game"
       port     = "http"
       provider = "consul"
-      tags     = ["pixelstream", "streamer-DefaultStreamer"]
+      tags     = ["pixelstream", "streamer-${NOMAD_META_streamer_id}"]
       meta {
-        streamer_id = "DefaultStreamer"
+        streamer_id = "${NOMAD_META_streamer_id}"
       }
       check {
         type     = "http"
@@ -57,7 +62,7 @@ job "unreal-game" {
         args        = ["-AudioMixer", "-PixelStreamingEncoderCodec=H264"]
         resolution  = "1920x1080"
         render      = "vulkan"
-        streamer_id = "DefaultStreamer"
+        streamer_id = "${NOMAD_META_streamer_id}"
         http_port   = "http"
         turn_port   = "turn"
         max_players = 4
