@@ -67,38 +67,25 @@ func startAgent(t *testing.T) *agent {
 	httpPort, rpcPort, serfPort := freePort(t), freePort(t), freePort(t)
 	a := &agent{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
 	a.cfgFile = filepath.Join(dir, "agent.hcl")
-	cfg := fmt.Sprintf(`
-data_dir   = %q
-plugin_dir = %q
-bind_addr  = "127.0.0.1"
-log_level  = "DEBUG"
-advertise {
-  http = "127.0.0.1"
-  rpc  = "127.0.0.1"
-  serf = "127.0.0.1"
-}
+	// The agent is the one `make demo` runs (example/agent.hcl), on ports of
+	// its own and with its own runtime dir.
+	example, err := os.ReadFile(filepath.Join(repo, "example", "agent.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(string(example), "@DIR@", dir)
+	cfg = strings.Replace(cfg, `runtime_dir = "/run/pixelstream"`, fmt.Sprintf("runtime_dir = %q", filepath.Join(dir, "rt")), 1)
+	if !strings.Contains(cfg, filepath.Join(dir, "rt")) {
+		t.Fatal("example/agent.hcl no longer sets runtime_dir = \"/run/pixelstream\"; update the e2e agent")
+	}
+	cfg += fmt.Sprintf(`
+log_level = "DEBUG"
 ports {
   http = %d
   rpc  = %d
   serf = %d
 }
-server {
-  enabled          = true
-  bootstrap_expect = 1
-}
-client {
-  enabled           = true
-  network_interface = "lo"
-  options {
-    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
-  }
-}
-plugin "nomad-driver-pixelstream" {
-  config {
-    runtime_dir = %q
-  }
-}
-`, filepath.Join(dir, "data"), pluginDir, httpPort, rpcPort, serfPort, filepath.Join(dir, "rt"))
+`, httpPort, rpcPort, serfPort)
 	if err := os.WriteFile(a.cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
