@@ -26,6 +26,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # coturn is only the TURN benchmark's reference; Debian enables its system
+  # service on install, which would leave a TURN server listening on the
+  # machine. The benchmark starts its own.
+  if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
 fi
 
 # The example jobs and the tests run sessions as this non-root user, as a
