@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -535,6 +536,51 @@ func TestFingerprint(t *testing.T) {
 				if v, ok := fp.Attributes[a]; !ok || v.GoString() == "" {
 					t.Errorf("attribute %s missing: %v", a, fp.Attributes)
 				}
+			}
+		})
+	}
+}
+
+// TestRenderNeedsGLX: a task that renders is refused on a display without
+// the GLX extension (GPU drivers crash there), with what to install; a task
+// that does not render runs on it.
+func TestRenderNeedsGLX(t *testing.T) {
+	real, err := exec.LookPath("Xvfb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An Xvfb as installed without Mesa's GLX libraries.
+	noGLX := filepath.Join(sharedDir, "Xvfb-noglx")
+	if err := os.WriteFile(noGLX, []byte("#!/bin/sh\nexec "+real+" \"$@\" -extension GLX\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		render string
+		want   string // "" = starts
+	}{
+		{config.RenderVulkan, "no GLX extension"},
+		{config.RenderOpenGL, "apt-get install libglx-mesa0 libgl1-mesa-dri"},
+		{config.RenderNone, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.render, func(t *testing.T) {
+			h := newHarness(t, func(pc *config.PluginConfig) { pc.XvfbPath = noGLX })
+			task := newTask(t, h, config.TaskConfig{Args: []string{"--probe-exit=0"}, Render: c.render})
+			_, _, err := h.StartTask(task)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("render = none on a display without GLX: %v", err)
+				}
+				waitExit(t, h, task.ID)
+				_ = h.DestroyTask(task.ID, true)
+				return
+			}
+			if err == nil {
+				_ = h.DestroyTask(task.ID, true)
+				t.Fatalf("render = %s started on a display without GLX", c.render)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error does not say %q: %v", c.want, err)
 			}
 		})
 	}

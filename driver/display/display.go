@@ -36,6 +36,9 @@ type Config struct {
 	// Log receives Xvfb's output, one prefixed line at a time.
 	Log    io.Writer
 	Logger hclog.Logger
+	// ExtraArgs are appended to Xvfb's command line (tests use them to
+	// start a display without an extension).
+	ExtraArgs []string
 }
 
 // Display is a running Xvfb.
@@ -87,6 +90,7 @@ func Start(ctx context.Context, cfg Config) (*Display, error) {
 		// may reconnect (crash handler, launcher scripts).
 		"-noreset",
 	)
+	d.cmd.Args = append(d.cmd.Args, cfg.ExtraArgs...)
 	d.cmd.ExtraFiles = []*os.File{w}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}

@@ -121,3 +121,36 @@ func TestCleanupSparesLiveOwner(t *testing.T) {
 		t.Fatalf("Cleanup removed a live display's socket: %v", err)
 	}
 }
+
+func TestHasExtension(t *testing.T) {
+	cases := []struct {
+		name  string
+		extra []string
+		glx   bool
+	}{
+		{"default Xvfb offers GLX", nil, true},
+		{"GLX disabled", []string{"-extension", "GLX"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := EnsureSocketDir(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			d, err := Start(ctx, Config{XvfbPath: "Xvfb", Width: 640, Height: 480, Depth: 24,
+				AuthFile: filepath.Join(t.TempDir(), "Xauthority"), Log: &bytes.Buffer{}, ExtraArgs: c.extra})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Stop(context.Background())
+			got, err := d.HasExtension("GLX")
+			if err != nil || got != c.glx {
+				t.Fatalf("HasExtension(GLX) = %v, %v; want %v", got, err, c.glx)
+			}
+			if ok, err := d.HasExtension("XTEST"); err != nil || !ok {
+				t.Fatalf("HasExtension(XTEST) = %v, %v; want true", ok, err)
+			}
+		})
+	}
+}

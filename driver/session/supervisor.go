@@ -106,6 +106,11 @@ func (s *supervisor) start() error {
 	}
 	s.display = d
 	s.store.setComponent(Component{Name: "xvfb", Pid: d.Pid(), State: "running"})
+	if s.cfg.Task.Render != config.RenderNone {
+		if err := requireGLX(d); err != nil {
+			return err
+		}
+	}
 	s.store.update(func(st *State) { st.Display = d.Name() })
 	s.store.emit(EventDisplayReady, fmt.Sprintf("Display %s ready (%s)", d.Name(), res), map[string]string{"display": d.Name()})
 
@@ -128,6 +133,21 @@ func (s *supervisor) start() error {
 		return err
 	}
 	return s.startApp(streamerURL, env)
+}
+
+// requireGLX refuses a display without the GLX extension for an app that
+// renders: NVIDIA's Vulkan and OpenGL drivers query GLX on $DISPLAY and crash
+// (SIGSEGV, after "extension GLX missing") when it is absent, which is what
+// an Xvfb installed without Mesa's GLX libraries offers.
+func requireGLX(d *display.Display) error {
+	ok, err := d.HasExtension("GLX")
+	if err != nil {
+		return fmt.Errorf("check the display for GLX: %w", err)
+	}
+	if !ok {
+		return errors.New(`start display: Xvfb offers no GLX extension, and GPU drivers crash rendering on a display without it: install Mesa's GLX for Xvfb (Debian/Ubuntu: apt-get install libglx-mesa0 libgl1-mesa-dri), or set render = "none" for an app that does not render`)
+	}
+	return nil
 }
 
 func (s *supervisor) startAudio() error {
