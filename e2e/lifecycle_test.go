@@ -150,14 +150,15 @@ func TestSessionLifecycle(t *testing.T) {
 
 	t.Run("a connected player keeps it running; leaving starts the countdown", func(t *testing.T) {
 		a.t = t
-		a.nomad("job", "run", "-detach", lifecycleJob(t, "watched", bin("streamer"), `idle_timeout = "3s"`))
+		// Long enough for the player to connect on a loaded machine.
+		a.nomad("job", "run", "-detach", lifecycleJob(t, "watched", bin("streamer"), `idle_timeout = "6s"`))
 		al := a.waitAlloc("watched", "running")
 		port := a.playerPort(al.ID)
 		a.waitReady(port, "")
 		player := connectPlayer(t, port, "")
 		// Three idle timeouts pass with the player connected: still running.
-		until := time.Now().Add(9 * time.Second)
-		a.eventually(20*time.Second, "three idle timeouts to pass", func() bool {
+		until := time.Now().Add(18 * time.Second)
+		a.eventually(30*time.Second, "three idle timeouts to pass", func() bool {
 			for _, x := range a.allocs("watched") {
 				if x.ClientStatus != "running" {
 					t.Fatalf("session ended with a player connected: %s", x.ClientStatus)
@@ -188,8 +189,8 @@ func TestSessionLifecycle(t *testing.T) {
 	t.Run("max duration warns the player, then ends the session", func(t *testing.T) {
 		a.t = t
 		a.nomad("job", "run", "-detach", lifecycleJob(t, "capped", bin("streamer"),
-			`max_session_duration = "8s"
-        max_session_warning  = "4s"`))
+			`max_session_duration = "14s"
+        max_session_warning  = "7s"`))
 		al := a.waitAlloc("capped", "running")
 		port := a.playerPort(al.ID)
 		a.waitReady(port, "")
@@ -202,14 +203,14 @@ func TestSessionLifecycle(t *testing.T) {
 				t.Fatalf("no sessionWarning before the connection ended: %v", err)
 			}
 			if m["type"] == "sessionWarning" {
-				if !strings.Contains(fmt.Sprint(m["message"]), "ends in 4s") {
+				if !strings.Contains(fmt.Sprint(m["message"]), "ends in 7s") {
 					t.Fatalf("warning %v", m)
 				}
 				break
 			}
 		}
 		al = a.waitAlloc("capped", "complete")
-		if events, code := taskEvents(al); code != 0 || !strings.Contains(events, "Max session duration reached (8s)") ||
+		if events, code := taskEvents(al); code != 0 || !strings.Contains(events, "Max session duration reached (14s)") ||
 			!strings.Contains(events, "Warned 1 player") {
 			t.Fatalf("exit code %d, events:\n%s", code, events)
 		}
@@ -217,7 +218,7 @@ func TestSessionLifecycle(t *testing.T) {
 
 	t.Run("per-user session: dispatch with a token, watch, leave, it ends", func(t *testing.T) {
 		a.t = t
-		a.nomad("job", "run", "-detach", "-var", "streamer="+bin("streamer"), "-var", "idle_timeout=4s", "../example/session.nomad.hcl")
+		a.nomad("job", "run", "-detach", "-var", "streamer="+bin("streamer"), "-var", "idle_timeout=6s", "../example/session.nomad.hcl")
 		const token = "0123456789abcdef0123"
 		out := a.nomad("job", "dispatch", "-detach", "-meta", "token="+token, "pixelstream-session")
 		var child string
