@@ -2,10 +2,16 @@ package signalling
 
 import (
 	"embed"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
+	"path"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // webroot holds the placeholder page (committed) and, after
@@ -36,14 +42,103 @@ func BundleEmbedded() bool {
 
 func (s *Server) pageHandler() (http.Handler, error) {
 	if s.cfg.HTTPRoot != "" {
-		if _, err := os.Stat(s.cfg.HTTPRoot); err != nil {
+		// os.Root resolves every name beneath the directory (openat with
+		// no escape through "..", absolute symlinks or symlinks pointing
+		// out), so a link in a user's tree cannot serve files outside it.
+		root, err := os.OpenRoot(s.cfg.HTTPRoot)
+		if err != nil {
 			return nil, fmt.Errorf("signalling http_root: %w", err)
 		}
-		return http.FileServer(http.Dir(s.cfg.HTTPRoot)), nil
+		s.root = root
+		return staticFiles(root.FS(), s.log), nil
 	}
 	page, ok := embeddedPage()
 	if !ok {
 		s.log.Warn("player page bundle not embedded; serving build instructions", "build", "npm --prefix web ci && npm --prefix web run build")
 	}
-	return http.FileServerFS(page), nil
+	return staticFiles(page, s.log), nil
+}
+
+// staticFiles serves regular files of fsys: a directory serves its
+// index.html or is not found (no listings), and no path element may start
+// with a dot (.git, .env, .htpasswd: what a deploy leaves behind), except
+// .well-known (RFC 8615).
+func staticFiles(fsys fs.FS, log hclog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeText(w, http.StatusMethodNotAllowed, "405 method not allowed\n")
+			return
+		}
+		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+		if name == "" {
+			name = "."
+		}
+		if hiddenPath(name) {
+			http.NotFound(w, r)
+			return
+		}
+		f, fi, err := openRegular(fsys, name)
+		if errors.Is(err, errIsDir) {
+			if !strings.HasSuffix(r.URL.Path, "/") {
+				// Relative, so no "//host" path can turn this into a redirect off site.
+				target := path.Base(name) + "/"
+				if r.URL.RawQuery != "" {
+					target += "?" + r.URL.RawQuery
+				}
+				http.Redirect(w, r, target, http.StatusMovedPermanently)
+				return
+			}
+			f, fi, err = openRegular(fsys, path.Join(name, "index.html"))
+		}
+		if err != nil {
+			log.Debug("static file not served", "path", name, "error", err)
+			http.NotFound(w, r)
+			return
+		}
+		defer f.Close()
+		rs, ok := f.(io.ReadSeeker)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		http.ServeContent(w, r, fi.Name(), fi.ModTime(), rs)
+	})
+}
+
+var errIsDir = errors.New("is a directory")
+
+// openRegular opens name if it is a regular file; errIsDir for a directory.
+func openRegular(fsys fs.FS, name string) (fs.File, fs.FileInfo, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+	case fi.IsDir():
+		err = errIsDir
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("%s is not a regular file", name)
+	default:
+		return f, fi, nil
+	}
+	_ = f.Close()
+	return nil, nil, err
+}
+
+// hiddenPath reports whether a cleaned slash path has an element that
+// starts with a dot, other than .well-known.
+func hiddenPath(name string) bool {
+	if name == "." {
+		return false
+	}
+	for _, el := range strings.Split(name, "/") {
+		if strings.HasPrefix(el, ".") && el != ".well-known" {
+			return true
+		}
+	}
+	return false
 }

@@ -32,12 +32,25 @@ type Config struct {
 	// PeerConnectionOptions is the static peerConnectionOptions object sent in
 	// config messages; nil means {}.
 	PeerConnectionOptions json.RawMessage
-	// HTTPRoot, when set, is a directory served at / instead of the embedded page.
+	// HTTPRoot, when set, is a directory served at / instead of the embedded
+	// page: only regular files inside it (symlinks resolved within it), no
+	// dotfiles, no directory listings.
 	HTTPRoot string
+	// AllowedOrigins lists the origins ("https://app.example.com") whose pages
+	// may open a player WebSocket besides the page's own origin (same host);
+	// "*" allows every origin. Requests without an Origin header (streamers,
+	// CLI tools) are not browsers acting for someone and are always allowed.
+	AllowedOrigins []string
+	// SessionID tells this server's token cookie apart from those of other
+	// sessions on the same host (browsers send cookies to every port of a
+	// host). "" means the bound player port.
+	SessionID string
 	// Limits bounds what one connection may do; the zero value means defaults.
 	Limits Limits
 	// Hooks lets the embedding session observe and extend the server.
 	Hooks Hooks
+	// Claim makes the session part of a gateway's pool (claim.go).
+	Claim ClaimConfig
 	// Registry receives the server's metrics and is what /metrics serves; nil
 	// means a private registry.
 	Registry *prometheus.Registry
@@ -74,6 +87,27 @@ type Limits struct {
 	// (default 20s); a peer silent for PongTimeout (default 60s) is closed.
 	PingInterval time.Duration
 	PongTimeout  time.Duration
+	// MaxConnectionsPerAddress caps the TCP connections (HTTP and WebSocket)
+	// one remote address holds on the player port: an IPv4 address or an
+	// IPv6 /64 (default 32).
+	MaxConnectionsPerAddress int
+	// MaxPlayerConnections caps all TCP connections on the player port
+	// (default 10000); MaxStreamerConnections those on the streamer port and
+	// on the SFU port each (default 64), a budget players cannot touch.
+	MaxPlayerConnections   int
+	MaxStreamerConnections int
+	// HTTP timeouts of every endpoint: the request header (default 10s), a
+	// whole non-upgrade request (default 30s), writing a response (default
+	// 60s) and an idle keep-alive connection (default 60s). Upgraded
+	// WebSockets drop these and keep their own per-frame deadlines.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
+	// MaxHeaderBytes caps a request's header, request line included
+	// (default 32 KiB); MaxURLBytes caps its URL (default 8 KiB, 414 beyond).
+	MaxHeaderBytes int
+	MaxURLBytes    int
 	// FullProbe is how long a subscribe to a full streamer waits for its
 	// players to answer a ping before those that did not are dropped
 	// (default 2s): a player reconnecting after a network blip gets back in.
@@ -175,6 +209,15 @@ func (l Limits) withDefaults() Limits {
 	defDur(&l.PingInterval, 20*time.Second)
 	defDur(&l.PongTimeout, 60*time.Second)
 	defDur(&l.FullProbe, 2*time.Second)
+	def(&l.MaxConnectionsPerAddress, 32)
+	def(&l.MaxPlayerConnections, 10000)
+	def(&l.MaxStreamerConnections, 64)
+	defDur(&l.HTTPReadHeaderTimeout, 10*time.Second)
+	defDur(&l.HTTPReadTimeout, 30*time.Second)
+	defDur(&l.HTTPWriteTimeout, 60*time.Second)
+	defDur(&l.HTTPIdleTimeout, 60*time.Second)
+	def(&l.MaxHeaderBytes, 32<<10)
+	def(&l.MaxURLBytes, 8<<10)
 	return l
 }
 
@@ -199,6 +242,15 @@ func (l Limits) validate() error {
 	neg("PingInterval", l.PingInterval < 0)
 	neg("PongTimeout", l.PongTimeout < 0)
 	neg("FullProbe", l.FullProbe < 0)
+	neg("MaxConnectionsPerAddress", l.MaxConnectionsPerAddress < 0)
+	neg("MaxPlayerConnections", l.MaxPlayerConnections < 0)
+	neg("MaxStreamerConnections", l.MaxStreamerConnections < 0)
+	neg("HTTPReadHeaderTimeout", l.HTTPReadHeaderTimeout < 0)
+	neg("HTTPReadTimeout", l.HTTPReadTimeout < 0)
+	neg("HTTPWriteTimeout", l.HTTPWriteTimeout < 0)
+	neg("HTTPIdleTimeout", l.HTTPIdleTimeout < 0)
+	neg("MaxHeaderBytes", l.MaxHeaderBytes < 0)
+	neg("MaxURLBytes", l.MaxURLBytes < 0)
 	return errors.Join(errs...)
 }
 
@@ -235,6 +287,14 @@ func (c *Config) validate() error {
 		case !fi.IsDir():
 			errs = append(errs, fmt.Errorf("HTTPRoot %q is not a directory", c.HTTPRoot))
 		}
+	}
+	for i, o := range c.AllowedOrigins {
+		if _, err := parseOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("AllowedOrigins[%d]: %w", i, err))
+		}
+	}
+	if c.SessionID != "" && !cookieSafe(c.SessionID) {
+		errs = append(errs, fmt.Errorf("SessionID %q: use letters, digits, '-' and '_' only (it names a cookie)", c.SessionID))
 	}
 	if err := c.Limits.validate(); err != nil {
 		errs = append(errs, err)

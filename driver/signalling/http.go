@@ -3,8 +3,10 @@ package signalling
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -33,17 +35,25 @@ func (s *Server) playerMux() http.Handler {
 	mux.HandleFunc("GET /api/streamers/{id}", s.guard(s.apiStreamer))
 	mux.HandleFunc("GET /api/players", s.guard(s.apiPlayers))
 	mux.HandleFunc("GET /api/players/{id}", s.guard(s.apiPlayer))
+	mux.HandleFunc("/api/claim", s.apiClaim)
 	mux.HandleFunc("/", s.guard(s.page.ServeHTTP))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return s.claimGate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isUpgrade(r) {
+			if err := s.checkOrigin(r); err != nil {
+				s.metrics.reject(rolePlayer, reasonBadOrigin)
+				s.log.Info("refused player WebSocket from another site's page", "remote", r.RemoteAddr, "error", err)
+				writeText(w, http.StatusForbidden, "403 forbidden: a page of this origin may not connect to this stream (the session's allowed_origins lists those that may)\n")
+				return
+			}
 			if !s.requireToken(w, r) {
 				return
 			}
+			takeOver(w)
 			s.accept(w, r, rolePlayer)
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // guard applies the player token to the page and the REST API (which names
@@ -63,7 +73,32 @@ func (s *Server) wsOnly(rl role) http.Handler {
 			writeText(w, http.StatusUpgradeRequired, "this is the Pixel Streaming "+rl.String()+" endpoint: connect with a WebSocket\n")
 			return
 		}
+		takeOver(w)
 		s.accept(w, r, rl)
+	})
+}
+
+// takeOver clears the deadlines the HTTP server set for this request
+// (ReadTimeout, WriteTimeout) before the WebSocket code takes the
+// connection: a hijacked connection keeps them, and a player must not be cut
+// off because its upgrade request is older than a timeout. The WebSocket
+// code sets a deadline of its own on every frame.
+func takeOver(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+}
+
+// limitURL answers 414 to a request whose URL is longer than MaxURLBytes
+// (the header limit, MaxHeaderBytes, is enforced by net/http with 431).
+func (s *Server) limitURL(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.RequestURI) > s.limits.MaxURLBytes {
+			w.Header().Set("Connection", "close")
+			writeText(w, http.StatusRequestURITooLong, fmt.Sprintf("414 URI too long: at most %d bytes\n", s.limits.MaxURLBytes))
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -23,11 +23,11 @@ func TestPlayerToken(t *testing.T) {
 		{"no token", "", nil, false},
 		{"wrong query token", "?token=nope", nil, false},
 		{"wrong bearer", "", http.Header{"Authorization": {"Bearer nope"}}, false},
-		{"wrong cookie", "", http.Header{"Cookie": {tokenCookie + "=nope"}}, false},
+		{"wrong cookie", "", http.Header{"Cookie": {s.tokenCookie() + "=nope"}}, false},
 		{"prefix of the token", "?token=s3cret", nil, false},
 		{"query token", "?token=" + token, nil, true},
 		{"bearer", "", http.Header{"Authorization": {"Bearer " + token}}, true},
-		{"cookie", "", http.Header{"Cookie": {tokenCookie + "=" + token}}, true},
+		{"cookie", "", http.Header{"Cookie": {s.tokenCookie() + "=" + token}}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,12 +66,12 @@ func TestPlayerToken(t *testing.T) {
 		resp, _ := httpGet(t, httpURL(s, "/?token="+token), nil)
 		var cookie *http.Cookie
 		for _, c := range resp.Cookies() {
-			if c.Name == tokenCookie {
+			if c.Name == s.tokenCookie() {
 				cookie = c
 			}
 		}
 		if cookie == nil || !cookie.HttpOnly {
-			t.Fatalf("page did not set an HttpOnly %s cookie: %v", tokenCookie, resp.Cookies())
+			t.Fatalf("page did not set an HttpOnly %s cookie: %v", s.tokenCookie(), resp.Cookies())
 		}
 		p := dial(t, "browser", playerURL(s), http.Header{"Cookie": {cookie.String()}})
 		p.expect(wantConfig)

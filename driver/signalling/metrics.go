@@ -26,13 +26,14 @@ const (
 	reasonBadUpgrade       = "bad_upgrade"
 	reasonUnauthorized     = "unauthorized"
 	reasonReplaced         = "replaced_by_reconnect"
+	reasonBadOrigin        = "bad_origin"
 )
 
 var allReasons = []string{
 	reasonInvalid, reasonUnexpected, reasonTooBig, reasonRateLimit, reasonIdentifyTimeout,
 	reasonSubscribeTimeout, reasonMaxPlayers, reasonMaxConnections, reasonSendQueueFull,
 	reasonPingTimeout, reasonUnknownStreamer, reasonUnknownPlayer, reasonNoPlayerID,
-	reasonNotSubscribed, reasonBadUpgrade, reasonUnauthorized,
+	reasonNotSubscribed, reasonBadUpgrade, reasonUnauthorized, reasonBadOrigin,
 }
 
 var allRoles = []role{rolePlayer, roleStreamer, roleSFU}

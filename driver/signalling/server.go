@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,13 @@ type Server struct {
 	stopSweep chan struct{}
 	sweepDone chan struct{}
 	poll      poll
+
+	lnMetrics *listenerMetrics
+	root      *os.Root        // http_root, opened once; nil for the embedded page
+	cookieID  string          // ends the token cookie's name (auth.go)
+	anyOrigin bool            // AllowedOrigins holds "*"
+	origins   map[string]bool // AllowedOrigins, normalised
+	claims    *claims         // nil unless the session is in a gateway's pool (claim.go)
 }
 
 // New validates cfg and returns a server that Start will bind.
@@ -87,6 +95,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("signalling metrics: %w", err)
 	}
 	s.metrics = m
+	s.claims = newClaims(s, cfg.Claim)
+	if s.lnMetrics, err = newListenerMetrics(reg); err != nil {
+		return nil, fmt.Errorf("signalling metrics: %w", err)
+	}
+	s.origins = make(map[string]bool, len(cfg.AllowedOrigins))
+	for _, o := range cfg.AllowedOrigins {
+		o, _ = parseOrigin(o) // validated above
+		s.anyOrigin = s.anyOrigin || o == anyOrigin
+		s.origins[o] = true
+	}
 	page, err := s.pageHandler()
 	if err != nil {
 		return nil, err
@@ -98,28 +116,38 @@ func New(cfg Config) (*Server, error) {
 // Start binds every endpoint and serves them in the background. It returns
 // once all listeners are bound.
 func (s *Server) Start() error {
-	bind := func(name, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+	bind := func(name, addr string, caps connCaps) (net.Listener, error) {
+		ln, err := s.listen(name, addr, caps)
 		if err != nil {
 			for _, l := range s.listeners {
 				_ = l.Close()
 			}
-			return nil, fmt.Errorf("listen %s endpoint on %s: %w", name, addr, err)
+			return nil, err
 		}
 		s.listeners = append(s.listeners, ln)
 		return ln, nil
 	}
 	var err error
-	if s.playerLn, err = bind("player", s.cfg.PlayerListen); err != nil {
+	// Players share the player port's budget; the streamer and SFU ports
+	// (loopback in a session) each have their own, so no number of players
+	// can keep the streamer out.
+	players := connCaps{perAddress: s.limits.MaxConnectionsPerAddress, total: s.limits.MaxPlayerConnections}
+	streamers := connCaps{total: s.limits.MaxStreamerConnections}
+	if s.playerLn, err = bind("player", s.cfg.PlayerListen, players); err != nil {
 		return err
 	}
-	if s.streamLn, err = bind("streamer", s.cfg.StreamerListen); err != nil {
+	if s.streamLn, err = bind("streamer", s.cfg.StreamerListen, streamers); err != nil {
 		return err
 	}
 	if s.cfg.SFUListen != "" {
-		if s.sfuLn, err = bind("sfu", s.cfg.SFUListen); err != nil {
+		if s.sfuLn, err = bind("sfu", s.cfg.SFUListen, streamers); err != nil {
 			return err
 		}
+	}
+	s.cookieID = s.cfg.SessionID
+	if s.cookieID == "" {
+		_, port, _ := net.SplitHostPort(s.playerLn.Addr().String())
+		s.cookieID = port
 	}
 	s.started = time.Now()
 	if forceGoroutinePoll {
@@ -140,10 +168,30 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// listen binds one endpoint and puts its connection caps around it. Every
+// listener the server serves is made here, so that TLS for an endpoint is a
+// wrapper around what this returns, outside the caps (they count TCP
+// connections, handshakes included).
+func (s *Server) listen(name, addr string, caps connCaps) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s endpoint on %s: %w", name, addr, err)
+	}
+	return newCapListener(ln, name, caps, s.lnMetrics, s.log), nil
+}
+
+// serve runs an HTTP server on ln. Every phase of a request has a deadline
+// and idle keep-alive connections are closed, so connections cannot be
+// parked on the server; a WebSocket upgrade clears these deadlines when it
+// takes the connection over (http.go) and the WebSocket code sets its own.
 func (s *Server) serve(ln net.Listener, h http.Handler) {
 	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           s.limitURL(h),
+		ReadHeaderTimeout: s.limits.HTTPReadHeaderTimeout,
+		ReadTimeout:       s.limits.HTTPReadTimeout,
+		WriteTimeout:      s.limits.HTTPWriteTimeout,
+		IdleTimeout:       s.limits.HTTPIdleTimeout,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	s.servers = append(s.servers, hs)
@@ -223,6 +271,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.poll != nil {
 		s.poll.stop()
+	}
+	if s.root != nil {
+		_ = s.root.Close()
 	}
 	return errors.Join(errs...)
 }
