@@ -18,24 +18,32 @@ const (
 	DefaultRevokeGrace   = 30 * time.Second
 	DefaultSocketBuffer  = 2 << 20
 	DefaultMaxTCPConns   = 1024
+	// DefaultMaxTCPConnsPerAddr bounds TCP/TLS connections from one IPv4
+	// address or IPv6 /64: a browser needs one per TURN URL it tries.
+	DefaultMaxTCPConnsPerAddr = 32
 )
 
 // Quotas bound how many allocations the server hands out. A request over any
 // of them is answered with 486 (Allocation Quota Reached) and counted in
-// pixelstream_turn_quota_rejections_total{quota=...}.
+// pixelstream_turn_quota_rejections_total{quota=...}. Every quota is a
+// share per credential id (one player connection, one streamer connection)
+// except PerSession, which streamers are outside of; none counts over the
+// server's whole life, so no client can deny everyone for good.
 type Quotas struct {
-	// PerPlayer is the number of allocations one player may hold at once.
+	// PerPlayer is the number of allocations one id may hold at once.
 	// A browser makes one per TURN URL and local interface (typically 2-6).
 	PerPlayer int
-	// PerSession is the number of allocations all players together may hold.
+	// PerSession is the number of allocations all players together may
+	// hold; streamer connections (StreamerCredentials) are not counted.
 	PerSession int
-	// Lifetime is the number of allocations the server creates over its
-	// whole life; it stops a client that churns allocate/deallocate.
+	// Lifetime is the number of allocations one id may create over its
+	// life (until its credentials expire or are revoked); it stops a
+	// client that churns allocate/deallocate, and it stops only that client.
 	Lifetime int
 }
 
 // DefaultQuotas are used for each Quotas field left at zero.
-var DefaultQuotas = Quotas{PerPlayer: 12, PerSession: 200, Lifetime: 20000}
+var DefaultQuotas = Quotas{PerPlayer: 12, PerSession: 200, Lifetime: 500}
 
 // Config configures a Server. Zero values mean "the default" where a default
 // is documented; everything else is validated by New.
@@ -83,6 +91,9 @@ type Config struct {
 	SocketBuffer int
 	// MaxTCPConns bounds concurrent TCP/TLS client connections; 0 means DefaultMaxTCPConns.
 	MaxTCPConns int
+	// MaxTCPConnsPerAddr bounds them per client IPv4 address or IPv6 /64;
+	// 0 means DefaultMaxTCPConnsPerAddr.
+	MaxTCPConnsPerAddr int
 	// Registry receives the server's metrics; nil means a private registry.
 	Registry *prometheus.Registry
 	// Logger receives the server's logs; nil means hclog.NewNullLogger().
@@ -105,6 +116,7 @@ type settings struct {
 	sockets          int
 	sockBuf          int
 	maxTCP           int
+	maxTCPAddr       int
 }
 
 func (c Config) validate(numCPU int) (settings, error) {
@@ -203,6 +215,10 @@ func (c Config) validate(numCPU int) (settings, error) {
 	s.maxTCP = orDefault(c.MaxTCPConns, DefaultMaxTCPConns)
 	if c.MaxTCPConns < 0 {
 		bad("MaxTCPConns: %d is negative", c.MaxTCPConns)
+	}
+	s.maxTCPAddr = orDefault(c.MaxTCPConnsPerAddr, DefaultMaxTCPConnsPerAddr)
+	if c.MaxTCPConnsPerAddr < 0 {
+		bad("MaxTCPConnsPerAddr: %d is negative", c.MaxTCPConnsPerAddr)
 	}
 	for _, p := range c.AllowPeers {
 		if !p.IsValid() {

@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/pion/stun/v4"
 )
 
 // ctrlConn is one UDP socket on the listen port as pion sees it: ReadFrom
@@ -40,7 +38,10 @@ func (c *ctrlConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		case pk := <-c.in:
 			n := copy(p, (*pk.buf)[:pk.n])
 			packetPool.Put(pk.buf)
-			if c.srv.answerOrphanRefresh(c, p[:n], pk.from) {
+			if resp, handled := c.srv.screenRequestSafe(p[:n], pk.from, true); handled {
+				if resp != nil {
+					_, _ = c.WriteTo(resp, net.UDPAddrFromAddrPort(pk.from))
+				}
 				continue
 			}
 			return n, net.UDPAddrFromAddrPort(pk.from), nil
@@ -78,42 +79,3 @@ func (c *ctrlConn) SetDeadline(time.Time) error      { return nil }
 func (c *ctrlConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *ctrlConn) SetWriteDeadline(time.Time) error { return nil }
 
-// answerOrphanRefresh answers an authenticated Refresh for an allocation
-// that does not exist with 437 (Allocation Mismatch), as RFC 8656 section
-// 7.3 requires; pion leaves it unanswered and the client retransmits until
-// it times out. Requests that fail authentication go on to pion, which
-// answers 401/438 as usual.
-func (s *Server) answerOrphanRefresh(c *ctrlConn, p []byte, from netip.AddrPort) bool {
-	if len(p) < 20 || p[0]&0xC0 != 0 {
-		return false
-	}
-	m := &stun.Message{Raw: append([]byte(nil), p...)}
-	if err := m.Decode(); err != nil || m.Type != stun.NewType(stun.MethodRefresh, stun.ClassRequest) ||
-		!m.Contains(stun.AttrMessageIntegrity) {
-		return false
-	}
-	var user stun.Username
-	var realm stun.Realm
-	if user.GetFrom(m) != nil || realm.GetFrom(m) != nil {
-		return false
-	}
-	s.mu.Lock()
-	rc := s.byClient[clientKey{udp: true, addr: from}]
-	s.mu.Unlock()
-	if rc != nil {
-		return false
-	}
-	_, key, ok := s.authKey(user.String(), realm.String())
-	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
-		return false
-	}
-	resp, err := stun.Build(&stun.Message{TransactionID: m.TransactionID},
-		stun.NewType(stun.MethodRefresh, stun.ClassErrorResponse),
-		&stun.ErrorCodeAttribute{Code: stun.CodeAllocMismatch},
-		stun.MessageIntegrity(key))
-	if err != nil {
-		return false
-	}
-	_, _ = c.WriteTo(resp.Raw, net.UDPAddrFromAddrPort(from))
-	return true
-}

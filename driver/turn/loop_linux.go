@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -208,7 +209,7 @@ func (l *loop) run() {
 				return err != nil && !errors.Is(err, unix.EINTR)
 			}
 			l.seq.Add(1)
-			l.handle(n)
+			l.handleSafe(n)
 			l.seq.Add(1)
 			return true
 		})
@@ -219,6 +220,20 @@ func (l *loop) run() {
 			return
 		}
 	}
+}
+
+// handleSafe is the loop's recover boundary: a bug triggered by one packet
+// drops the rest of that batch (and its queued sends), is logged and
+// counted, and the loop goes on serving everyone else.
+func (l *loop) handleSafe(n int) {
+	defer func() {
+		if r := recover(); r != nil {
+			clear(l.sdst[:l.sendN])
+			l.sendN = 0
+			l.srv.panicked("relay_loop", r)
+		}
+	}()
+	l.handle(n)
 }
 
 func (l *loop) handle(n int) {
@@ -268,41 +283,48 @@ func (l *loop) readListener(ep *endpoint) {
 		if err != nil || n == 0 {
 			return
 		}
-		chans := *s.chans.Load()
+		clients := *s.udpClients.Load()
 		for i := 0; i < n; i++ {
 			m := &l.lmsgs[i]
 			if m.hdr.Flags&unix.MSG_TRUNC != 0 {
 				l.stats.dropped.Add(1)
 				continue
 			}
-			b := l.lbufs[i][:m.n]
-			src := fromRaw(&l.lnames[i].b)
-			if len(b) >= channelHeader && b[0]&0xC0 == 0x40 {
-				num := binary.BigEndian.Uint16(b[0:2])
-				size := int(binary.BigEndian.Uint16(b[2:4]))
-				ch := chans[chanKey{client: src, num: num}]
-				if ch == nil || channelHeader+size > len(b) {
-					l.stats.dropped.Add(1)
-					continue
-				}
-				if !ch.allowed(&ch.c2p, s) {
-					l.stats.denied.Add(1)
-					continue
-				}
-				if err := sendTo(ch.relay.fd, b[channelHeader:channelHeader+size], &ch.peerRaw); err != nil {
-					l.stats.dropped.Add(1)
-					continue
-				}
-				l.stats.c2pPackets.Add(1)
-				l.stats.c2pBytes.Add(uint64(size))
-				continue
-			}
-			ep.ctrl.deliver(b, src)
+			l.clientPacket(ep.ctrl, clients, l.lbufs[i][:m.n], fromRaw(&l.lnames[i].b))
 		}
 		if n < len(l.lmsgs) {
 			return
 		}
 	}
+}
+
+// clientPacket handles one datagram from a client: ChannelData on a bound
+// channel goes straight out of the relay socket, anything else to pion.
+// It touches no loop state, so the fuzz target calls it directly.
+func (l *loop) clientPacket(ctrl *ctrlConn, clients map[netip.AddrPort]*relayConn, b []byte, src netip.AddrPort) {
+	num, payload, isChannel, ok := parseChannelData(b)
+	if !isChannel {
+		ctrl.deliver(b, src)
+		return
+	}
+	var ch *channel
+	if rc := clients[src]; rc != nil && ok {
+		ch = (*rc.chans.Load())[num]
+	}
+	if ch == nil {
+		l.stats.dropped.Add(1)
+		return
+	}
+	if !ch.allowed(&ch.c2p, l.srv) {
+		l.stats.denied.Add(1)
+		return
+	}
+	if err := sendTo(ch.relay.fd, payload, &ch.peerRaw); err != nil {
+		l.stats.dropped.Add(1)
+		return
+	}
+	l.stats.c2pPackets.Add(1)
+	l.stats.c2pBytes.Add(uint64(len(payload)))
 }
 
 // readRelay drains one relay socket: datagrams from a channel-bound peer of
@@ -344,7 +366,7 @@ func (l *loop) readRelay(rc *relayConn) {
 				l.stats.denied.Add(1)
 				continue
 			}
-			binary.BigEndian.PutUint16(slot[0:2], ch.key.num)
+			binary.BigEndian.PutUint16(slot[0:2], ch.num)
 			binary.BigEndian.PutUint16(slot[2:4], uint16(size))
 			if l.sendN != base+i {
 				// An earlier packet of this batch was not queued: move this

@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Sockets, "sockets", 0, "UDP sockets (SO_REUSEPORT) and relay loops (default: one per CPU, at most 4)")
 	fs.IntVar(&cfg.Quotas.PerPlayer, "quota-player", 0, "concurrent allocations per username's id (default 12)")
 	fs.IntVar(&cfg.Quotas.PerSession, "quota-session", 0, "concurrent allocations in total (default 200)")
-	fs.IntVar(&cfg.Quotas.Lifetime, "quota-lifetime", 0, "allocations over the server's life (default 20000)")
+	fs.IntVar(&cfg.Quotas.Lifetime, "quota-lifetime", 0, "allocations one username's id may create over its life (default 500)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to `file` until shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

@@ -17,6 +17,10 @@ type metrics struct {
 	deniedPeers      *prometheus.CounterVec
 	authFailures     *prometheus.CounterVec
 	quotaRejections  *prometheus.CounterVec
+	capRejections    *prometheus.CounterVec
+	tcpRefused       *prometheus.CounterVec
+	acceptErrors     prometheus.Counter
+	panics           *prometheus.CounterVec
 }
 
 const ns = "pixelstream_turn_"
@@ -40,6 +44,18 @@ func newMetrics(reg *prometheus.Registry, loops func() []*loop) (*metrics, error
 		quotaRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "quota_rejections_total",
 			Help: "Allocate requests answered 486 (Allocation Quota Reached), by quota."}, []string{"quota"}),
+		capRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "cap_rejections_total",
+			Help: "ChannelBind/CreatePermission requests refused by a per-allocation cap (508), by cap."}, []string{"cap"}),
+		tcpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "tcp_refused_total",
+			Help: "TCP/TLS connections closed at accept by a connection cap, by cap (total, per_address)."}, []string{"cap"}),
+		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: ns + "tcp_accept_errors_total",
+			Help: "TCP accept errors (EMFILE and the like); the listener backs off and goes on."}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "panics_total",
+			Help: "Panics recovered at a peer's boundary (the packet or connection was dropped), by place."}, []string{"where"}),
 	}
 	sum := func(f func(*loopStats) uint64) func() float64 {
 		return func() float64 {
@@ -51,7 +67,7 @@ func newMetrics(reg *prometheus.Registry, loops func() []*loop) (*metrics, error
 		}
 	}
 	cs := []prometheus.Collector{m.allocations, m.allocationsTotal, m.permissions, m.channels,
-		m.deniedPeers, m.authFailures, m.quotaRejections}
+		m.deniedPeers, m.authFailures, m.quotaRejections, m.capRejections, m.tcpRefused, m.acceptErrors, m.panics}
 	for _, d := range []struct {
 		dir            string
 		packets, bytes func(*loopStats) uint64

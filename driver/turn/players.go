@@ -7,24 +7,29 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
-// player is what the server knows about one player id. Fields other than
-// set are guarded by Server.mu.
+// player is what the server knows about one credential id (a player
+// connection, or a streamer connection). Fields other than set are guarded
+// by Server.mu.
 type player struct {
 	id  string
-	set atomic.Pointer[peerSet]
+	set *peerSet // what this id's allocations may reach
+	// streamer ids are outside the session quota, so players can never
+	// lock the streamer out of relaying.
+	streamer bool
 
 	relays  map[*relayConn]struct{}
 	pending int // quota reservations not yet turned into allocations
-	total   int // allocations ever created with this id
+	created int // allocations created with this id: its lifetime share
 
-	issuedMax  int64     // latest expiry minted by Credentials
-	deadBefore int64     // credentials expiring at or before this die at deadAt
-	deadAt     time.Time // zero: never revoked
-	timer      *time.Timer
+	minted     bool  // Credentials minted for this id in this process
+	issuedMax  int64 // latest expiry minted by Credentials
+	seenMax    int64 // latest expiry of a credential that allocated
+	deadBefore int64 // credentials expiring at or before this die at deadAt
+	deadAt     time.Time
+	timer      *time.Timer // revocation grace, then forgetting
 }
 
 func (p *player) revokedAt(expiry int64, now time.Time) bool {
@@ -35,11 +40,64 @@ func (p *player) revokedAt(expiry int64, now time.Time) bool {
 func (s *Server) playerLocked(id string) *player {
 	p := s.players[id]
 	if p == nil {
-		p = &player{id: id, relays: map[*relayConn]struct{}{}}
-		p.set.Store(emptyPeerSet)
+		p = &player{id: id, set: newPeerSet(), relays: map[*relayConn]struct{}{}}
 		s.players[id] = p
 	}
 	return p
+}
+
+// forgetLocked drops a record that holds nothing any more, and what its
+// id contributed to other ids' allow-lists. s.mu must be held.
+func (s *Server) forgetLocked(p *player) {
+	if s.players[p.id] != p || len(p.relays) > 0 || p.pending > 0 {
+		return
+	}
+	delete(s.players, p.id)
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	for owner := range s.contributions[p.id] {
+		owner.set.drop(p.id)
+	}
+	delete(s.contributions, p.id)
+	p.set.mu.RLock()
+	for src := range p.set.sources {
+		if c := s.contributions[src]; c != nil {
+			delete(c, p)
+		}
+	}
+	p.set.mu.RUnlock()
+}
+
+// scheduleForgetLocked arranges for an idle record to be dropped once
+// nothing in it matters: every credential it knows of has expired (and with
+// it any revocation). In-process credentials of a player connection are
+// forgotten sooner, on Revoke (closeRevoked). s.mu must be held.
+func (s *Server) scheduleForgetLocked(p *player, now time.Time) {
+	if len(p.relays) > 0 || p.pending > 0 || (p.timer != nil && !p.deadAt.IsZero() && now.Before(p.deadAt)) {
+		return
+	}
+	until := max(p.issuedMax, p.seenMax, p.deadBefore)
+	d := time.Until(time.Unix(until+1, 0))
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.timer = time.AfterFunc(max(d, 0), func() {
+		defer s.recoverPanic("forget")
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if time.Now().Unix() > max(p.issuedMax, p.seenMax, p.deadBefore) {
+			s.forgetLocked(p)
+		}
+	})
+}
+
+// Players is the number of credential ids the server holds a record for
+// (live players, streamers, and revoked ones within their grace).
+func (s *Server) Players() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.players)
 }
 
 // splitUsername parses the TURN REST username "<unix expiry>:<player id>".
@@ -64,38 +122,66 @@ func restPassword(secret []byte, username string) string {
 // Credentials mints time-limited TURN credentials for one player and
 // returns them with this server's URLs, ready for RTCPeerConnection's
 // iceServers. The credentials are valid until CredentialTTL passes or
-// RevokeGrace after Revoke(playerID), whichever is first.
+// RevokeGrace after Revoke(playerID), whichever is first. Call Revoke when
+// the player's connection closes: with the server's own secret (Config.Secret
+// nil) that also forgets the player's record.
 func (s *Server) Credentials(playerID string) ICEServer {
+	return s.mint(playerID, false)
+}
+
+// StreamerCredentials is Credentials for a streamer connection: its
+// allocations count against its own per-id quotas only, never the session
+// quota that players share, so players cannot lock the streamer out.
+func (s *Server) StreamerCredentials(key string) ICEServer {
+	return s.mint(key, true)
+}
+
+func (s *Server) mint(id string, streamer bool) ICEServer {
 	ice := ICEServer{URLs: s.URLs()}
-	if playerID == "" {
-		s.log.Error("credentials requested for an empty player id; returning URLs without credentials")
+	if id == "" {
+		s.log.Error("credentials requested for an empty id; returning URLs without credentials")
 		return ice
 	}
 	now := time.Now()
 	s.mu.Lock()
-	p := s.playerLocked(playerID)
+	p := s.playerLocked(id)
+	p.minted = true
+	p.streamer = p.streamer || streamer
 	expiry := now.Add(s.cfg.ttl).Unix()
 	if expiry <= p.deadBefore {
 		// Same second as a Revoke: step past it so these stay valid.
 		expiry = p.deadBefore + 1
 	}
 	p.issuedMax = max(p.issuedMax, expiry)
+	s.scheduleForgetLocked(p, now)
 	s.mu.Unlock()
 
-	ice.Username = strconv.FormatInt(expiry, 10) + ":" + playerID
+	ice.Username = strconv.FormatInt(expiry, 10) + ":" + id
 	ice.Credential = restPassword(s.secret, ice.Username)
 	return ice
 }
 
 // Revoke ends a player's access: credentials minted for it so far stop
-// working, and its allocations are closed, RevokeGrace from now. Credentials
-// minted for the same id after Revoke are not affected.
+// working, and its allocations are closed, RevokeGrace from now; what it
+// advertised to others leaves their allow-lists then too. Credentials minted
+// for the same id after Revoke are not affected. Call it on every player
+// connection close, subscribed or not.
 func (s *Server) Revoke(playerID string) {
+	if playerID == "" {
+		return
+	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pruneLocked(now)
-	p := s.playerLocked(playerID)
+	p := s.players[playerID]
+	if p == nil {
+		if s.private {
+			// Nothing was minted or allocated for it here, and an id this
+			// server never minted is refused anyway.
+			return
+		}
+		p = s.playerLocked(playerID)
+	}
 	// Credentials minted elsewhere with the shared secret (standalone) are
 	// not in issuedMax; now+TTL covers every one that can still be valid.
 	p.deadBefore = max(p.deadBefore, p.issuedMax, now.Add(s.cfg.ttl).Unix())
@@ -108,6 +194,7 @@ func (s *Server) Revoke(playerID string) {
 }
 
 func (s *Server) closeRevoked(p *player) {
+	defer s.recoverPanic("revoke")
 	now := time.Now()
 	var doomed []*relayConn
 	s.mu.Lock()
@@ -123,19 +210,22 @@ func (s *Server) closeRevoked(p *player) {
 	if len(doomed) > 0 {
 		s.log.Info("closed allocations of a revoked player", "player", p.id, "allocations", len(doomed))
 	}
-}
-
-// pruneLocked forgets players whose every credential has expired and who
-// hold nothing, so a long session does not accumulate records.
-func (s *Server) pruneLocked(now time.Time) {
-	if len(s.players) < 256 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.players[p.id] != p {
 		return
 	}
-	for id, p := range s.players {
-		if len(p.relays) == 0 && p.pending == 0 && max(p.issuedMax, p.deadBefore) < now.Unix() {
-			delete(s.players, id)
-		}
+	if s.private && p.issuedMax <= p.deadBefore {
+		// Every credential of this id was minted here and is revoked; an
+		// unknown id is refused, so the record has nothing left to say.
+		s.forgetLocked(p)
+		return
 	}
+	// Minted again after the revoke (a live id), or a shared secret (the
+	// revocation must outlive credentials minted elsewhere): the record
+	// stays until what it knows of has expired.
+	p.timer = nil
+	s.scheduleForgetLocked(p, now)
 }
 
 // AllowFromSDP admits, for playerID only, the UDP addresses the streamer
@@ -143,38 +233,88 @@ func (s *Server) pruneLocked(now time.Time) {
 // c=/m= addresses). Call it before forwarding the SDP to the player, so the
 // player cannot ask for a permission before the server knows the address.
 func (s *Server) AllowFromSDP(playerID, sdp string) {
-	aps, errs := parseSDP(sdp)
-	for _, err := range errs {
-		s.log.Warn("ignoring unparsable line in the streamer's SDP", "player", playerID, "error", err)
-	}
-	s.allow(playerID, aps)
+	s.allowSDP(playerID, streamerSource, sdp)
 }
 
 // AllowFromCandidate admits, for playerID only, the address of one ICE
 // candidate ("candidate:..." line) the streamer sent to that player.
 func (s *Server) AllowFromCandidate(playerID, candidate string) {
+	s.allowCandidate(playerID, streamerSource, candidate)
+}
+
+// AllowFromPlayerSDP admits, for the streamer connection key, the UDP
+// addresses player playerID advertised to it in an SDP: with ForceTURN the
+// streamer relays too, towards what its players advertise. Each player has
+// a fixed share of the streamer's list (the oldest of its addresses is
+// forgotten first), and its share goes when the player is revoked.
+func (s *Server) AllowFromPlayerSDP(key, playerID, sdp string) {
+	s.allowSDP(key, playerID, sdp)
+}
+
+// AllowFromPlayerCandidate is AllowFromPlayerSDP for one ICE candidate line.
+func (s *Server) AllowFromPlayerCandidate(key, playerID, candidate string) {
+	s.allowCandidate(key, playerID, candidate)
+}
+
+// streamerSource names the streamer's share of a player's allow-list.
+const streamerSource = "\x00streamer"
+
+func (s *Server) allowSDP(owner, source, sdp string) {
+	defer s.recoverPanic("allow_sdp")
+	aps, errs := parseSDP(sdp)
+	for i, err := range errs {
+		if i == 3 {
+			s.log.Warn("ignoring further unparsable SDP lines", "owner", owner, "count", len(errs))
+			break
+		}
+		s.log.Warn("ignoring unparsable line in an SDP", "owner", owner, "error", err)
+	}
+	s.allow(owner, source, aps)
+}
+
+func (s *Server) allowCandidate(owner, source, candidate string) {
+	defer s.recoverPanic("allow_candidate")
 	if strings.TrimSpace(candidate) == "" {
 		return // end-of-candidates
 	}
 	ap, ok, err := parseCandidate(candidate)
 	if err != nil {
-		s.log.Warn("ignoring unparsable streamer candidate", "player", playerID, "error", err)
+		s.log.Debug("ignoring unparsable candidate", "owner", owner, "error", err)
 		return
 	}
 	if ok {
-		s.allow(playerID, []netip.AddrPort{ap})
+		s.allow(owner, source, []netip.AddrPort{ap})
 	}
 }
 
-func (s *Server) allow(playerID string, aps []netip.AddrPort) {
-	if len(aps) == 0 || playerID == "" {
+// allow adds source's addresses to owner's list: O(1) per address, no copy
+// of the list, and s.mu only for the two map lookups.
+func (s *Server) allow(owner, source string, aps []netip.AddrPort) {
+	if len(aps) == 0 || owner == "" {
 		return
 	}
+	if len(aps) > maxAddrsPerSource {
+		aps = aps[len(aps)-maxAddrsPerSource:]
+	}
 	s.mu.Lock()
-	p := s.playerLocked(playerID)
-	p.set.Store(p.set.Load().with(aps))
+	p := s.playerLocked(owner)
+	if source != streamerSource {
+		// The source gets a record too, so closing its connection (Revoke)
+		// forgets its share here even if it never asked for credentials.
+		s.playerLocked(source)
+		c := s.contributions[source]
+		if c == nil {
+			c = map[*player]struct{}{}
+			s.contributions[source] = c
+		}
+		c[p] = struct{}{}
+	}
 	s.mu.Unlock()
-	s.log.Debug("streamer addresses allowed", "player", playerID, "addresses", len(aps))
+	if !p.set.add(source, aps) {
+		s.log.Warn("allow-list full: addresses refused", "owner", owner, "source", source)
+		return
+	}
+	s.log.Trace("addresses allowed", "owner", owner, "addresses", len(aps))
 }
 
 // quotaReservation holds a quota slot between the quota check and the relay
@@ -188,9 +328,13 @@ type quotaReservation struct {
 const reservationTTL = 5 * time.Second
 
 // checkQuota is pion's QuotaHandler: it reserves a slot or answers 486.
-func (s *Server) checkQuota(userID string) bool {
-	_, id, ok := splitUsername(userID)
-	if !ok {
+// Every quota is per credential id except the session's, which players
+// share and streamers are outside of; no quota counts over the server's
+// whole life, so none can become a permanent denial for everyone.
+func (s *Server) checkQuota(userID string) (ok bool) {
+	defer s.recoverPanic("quota")
+	_, id, valid := splitUsername(userID)
+	if !valid {
 		return false
 	}
 	now := time.Now()
@@ -198,15 +342,14 @@ func (s *Server) checkQuota(userID string) bool {
 	defer s.mu.Unlock()
 	s.expireReservationsLocked(now)
 	p := s.playerLocked(id)
-	pending := len(s.reservations)
 	var quota string
 	switch {
 	case len(p.relays)+p.pending >= s.cfg.quotas.PerPlayer:
 		quota = "player"
-	case s.live+pending >= s.cfg.quotas.PerSession:
-		quota = "session"
-	case s.created+pending >= s.cfg.quotas.Lifetime:
+	case p.created+p.pending >= s.cfg.quotas.Lifetime:
 		quota = "lifetime"
+	case !p.streamer && s.livePlayers+s.pendingPlayers >= s.cfg.quotas.PerSession:
+		quota = "session"
 	}
 	if quota != "" {
 		s.metrics.quotaRejections.WithLabelValues(quota).Inc()
@@ -214,6 +357,9 @@ func (s *Server) checkQuota(userID string) bool {
 		return false
 	}
 	p.pending++
+	if !p.streamer {
+		s.pendingPlayers++
+	}
 	s.reservations = append(s.reservations, quotaReservation{p: p, expires: now.Add(reservationTTL)})
 	return true
 }
@@ -222,7 +368,7 @@ func (s *Server) expireReservationsLocked(now time.Time) {
 	kept := s.reservations[:0]
 	for _, r := range s.reservations {
 		if now.After(r.expires) {
-			r.p.pending--
+			s.releaseReservationLocked(r.p)
 			continue
 		}
 		kept = append(kept, r)
@@ -231,11 +377,22 @@ func (s *Server) expireReservationsLocked(now time.Time) {
 	s.reservations = kept
 }
 
+func (s *Server) releaseReservationLocked(p *player) {
+	p.pending--
+	if !p.streamer {
+		s.pendingPlayers--
+	}
+	s.scheduleForgetLocked(p, time.Now())
+}
+
 func (s *Server) takeReservationLocked(p *player) {
 	for i, r := range s.reservations {
 		if r.p == p {
-			p.pending--
 			s.reservations = append(s.reservations[:i], s.reservations[i+1:]...)
+			p.pending--
+			if !p.streamer {
+				s.pendingPlayers--
+			}
 			return
 		}
 	}

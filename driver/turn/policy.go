@@ -37,13 +37,62 @@ var deniedClasses = []deniedClass{
 	{netip.MustParsePrefix("::1/128"), "loopback", false},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link_local", false},
 	{netip.MustParsePrefix("fe80::/10"), "link_local", false},
-	// AWS's IPv6 instance metadata address sits inside the ULA range.
+	// Cloud metadata services outside link-local: Alibaba (100.100.100.200,
+	// inside CGNAT space), Oracle (192.0.0.192), Azure's WireServer
+	// (168.63.129.16), AWS's IPv6 IMDS (inside the ULA range) and GCP's.
+	{netip.MustParsePrefix("100.100.100.200/32"), "metadata", false},
+	{netip.MustParsePrefix("192.0.0.192/32"), "metadata", false},
+	{netip.MustParsePrefix("168.63.129.16/32"), "metadata", false},
 	{netip.MustParsePrefix("fd00:ec2::254/128"), "metadata", false},
+	{netip.MustParsePrefix("fd20:ce::254/128"), "metadata", false},
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast", false},
 	{netip.MustParsePrefix("ff00::/8"), "multicast", false},
 	{netip.MustParsePrefix("255.255.255.255/32"), "broadcast", true},
 	// Deprecated IPv4-compatible IPv6 (::a.b.c.d): some stacks route it as IPv4.
 	{netip.MustParsePrefix("::/96"), "ipv4_compatible", true},
+	// SIIT IPv4-translated addresses (::ffff:0:a.b.c.d, RFC 2765): a
+	// translator on the path turns them into IPv4. (IPv4-mapped ::ffff:a.b.c.d
+	// never gets here: every address is unmapped first.)
+	{netip.MustParsePrefix("::ffff:0:0:0/96"), "siit", true},
+}
+
+// translatedClass is an IPv6 range that a translator or tunnel on the path
+// turns into IPv4 traffic: relaying to it reaches the embedded IPv4 address,
+// so "0.0.0.0/0 ::/0" would open loopback, metadata and private IPv4 through
+// the back door. Refused unless an operator entry at least minBits long names
+// it, and even then only when the embedded IPv4 addresses are themselves
+// allowed.
+type translatedClass struct {
+	prefix  netip.Prefix
+	reason  string
+	minBits int
+	// embedded returns the IPv4 addresses a packet to ip can end up at.
+	embedded func(ip netip.Addr) []netip.Addr
+}
+
+var translatedClasses = []translatedClass{
+	// NAT64 well-known prefix (RFC 6052): the IPv4 address is the last 32 bits.
+	{netip.MustParsePrefix("64:ff9b::/96"), "nat64", 96, last32},
+	// Local-use NAT64 (RFC 8215): the operator picks the prefix length, so
+	// only an entry that names a /96 in it opens it (then the last 32 bits).
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "nat64", 96, last32},
+	// 6to4 (RFC 3056): 2002:AABB:CCDD::/48 tunnels to AA.BB.CC.DD.
+	{netip.MustParsePrefix("2002::/16"), "6to4", 48, func(ip netip.Addr) []netip.Addr {
+		b := ip.As16()
+		return []netip.Addr{netip.AddrFrom4([4]byte(b[2:6]))}
+	}},
+	// Teredo (RFC 4380): 2001:0:SSSS:SSSS:flags:port:CCCC:CCCC, server IPv4
+	// in the clear and the client's IPv4 inverted.
+	{netip.MustParsePrefix("2001::/32"), "teredo", 64, func(ip netip.Addr) []netip.Addr {
+		b := ip.As16()
+		c := [4]byte{^b[12], ^b[13], ^b[14], ^b[15]}
+		return []netip.Addr{netip.AddrFrom4([4]byte(b[4:8])), netip.AddrFrom4(c)}
+	}},
+}
+
+func last32(ip netip.Addr) []netip.Addr {
+	b := ip.As16()
+	return []netip.Addr{netip.AddrFrom4([4]byte(b[12:16]))}
 }
 
 // classify returns the denied class of ip (already unmapped), or nil.
@@ -56,39 +105,17 @@ func classify(ip netip.Addr) *deniedClass {
 	return nil
 }
 
-// peerSet is an immutable snapshot of the addresses the streamer advertised
-// to one player: IP -> allowed ports.
-type peerSet struct {
-	addrs map[netip.Addr][]uint16
-}
-
-var emptyPeerSet = &peerSet{addrs: map[netip.Addr][]uint16{}}
-
-func (p *peerSet) hasIP(ip netip.Addr) bool { _, ok := p.addrs[ip]; return ok }
-
-func (p *peerSet) has(ap netip.AddrPort) bool {
-	return slices.Contains(p.addrs[ap.Addr()], ap.Port())
-}
-
-// with returns a copy of p that also holds aps; p itself if nothing is new.
-func (p *peerSet) with(aps []netip.AddrPort) *peerSet {
-	var next *peerSet
-	for _, ap := range aps {
-		if p.has(ap) || (next != nil && next.has(ap)) {
-			continue
-		}
-		if next == nil {
-			next = &peerSet{addrs: make(map[netip.Addr][]uint16, len(p.addrs)+len(aps))}
-			for ip, ports := range p.addrs {
-				next.addrs[ip] = slices.Clone(ports)
-			}
-		}
-		next.addrs[ap.Addr()] = append(next.addrs[ap.Addr()], ap.Port())
+// translated returns the translated class of ip, or nil.
+func translated(ip netip.Addr) *translatedClass {
+	if !ip.Is6() || ip.Is4In6() {
+		return nil
 	}
-	if next == nil {
-		return p
+	for i := range translatedClasses {
+		if translatedClasses[i].prefix.Contains(ip) {
+			return &translatedClasses[i]
+		}
 	}
-	return next
+	return nil
 }
 
 // staticRules are the operator's AllowPeers/AllowPeerAddrs.
@@ -140,6 +167,21 @@ func (r *staticRules) addrMatch(ap netip.AddrPort, minBits int) bool {
 	return slices.Contains(r.addrs, ap)
 }
 
+// check decides an address of a translated class: only a specific operator
+// entry opens it, and never towards an embedded IPv4 address of a denied
+// class (NAT64 of 127.0.0.1 is loopback, whatever the entry says).
+func (tc *translatedClass) check(opened bool, ip netip.Addr) (bool, string) {
+	if !opened {
+		return false, tc.reason
+	}
+	for _, v4 := range tc.embedded(ip) {
+		if classify(v4) != nil {
+			return false, tc.reason
+		}
+	}
+	return true, ""
+}
+
 // Verdict reasons, used as metric labels.
 const (
 	reasonNotAdvertised = "not_advertised"
@@ -155,6 +197,9 @@ func (r *staticRules) checkIP(set *peerSet, ip netip.Addr) (bool, string) {
 		}
 		return false, c.reason
 	}
+	if tc := translated(ip); tc != nil {
+		return tc.check(r.ipMatch(ip, tc.minBits), ip)
+	}
 	if set.hasIP(ip) || r.ipMatch(ip, 0) {
 		return true, ""
 	}
@@ -169,6 +214,9 @@ func (r *staticRules) checkAddr(set *peerSet, ap netip.AddrPort) (bool, string) 
 			return true, ""
 		}
 		return false, c.reason
+	}
+	if tc := translated(ap.Addr()); tc != nil {
+		return tc.check(r.addrMatch(ap, tc.minBits), ap.Addr())
 	}
 	if set.has(ap) || r.addrMatch(ap, 0) {
 		return true, ""
@@ -220,14 +268,21 @@ func (s *Server) peerAllowed(set *peerSet, ap netip.AddrPort) bool {
 }
 
 // advertisesOwnRelay reports whether set holds, on ip, a port that is one of
-// this server's live relay sockets.
+// this server's live relay sockets. It walks the live relays (bounded by
+// the session quota), not the set.
 func (s *Server) advertisesOwnRelay(set *peerSet, ip netip.Addr) bool {
 	ip = ip.Unmap()
 	if !s.ownRelayIP(ip) {
 		return false
 	}
-	for _, port := range set.addrs[ip] {
-		if s.ownRelay(netip.AddrPortFrom(ip, port)) {
+	s.mu.Lock()
+	ports := make([]uint16, 0, len(s.relays))
+	for port := range s.relays {
+		ports = append(ports, port)
+	}
+	s.mu.Unlock()
+	for _, port := range ports {
+		if set.has(netip.AddrPortFrom(ip, port)) {
 			return true
 		}
 	}

@@ -6,7 +6,8 @@ import (
 )
 
 func TestPolicy(t *testing.T) {
-	set := emptyPeerSet.with([]netip.AddrPort{
+	set := newPeerSet()
+	set.add("streamer", []netip.AddrPort{
 		netip.MustParseAddrPort("10.0.0.2:50000"),
 		netip.MustParseAddrPort("203.0.113.9:50002"),
 		netip.MustParseAddrPort("127.0.0.1:50000"), // advertised, still refused

@@ -14,24 +14,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// chanKey finds a channel from a client's ChannelData: the client's
-// transport address and the channel number.
-type chanKey struct {
-	client netip.AddrPort
-	num    uint16
-}
+// Per-allocation caps. A WebRTC client binds one channel per remote
+// candidate it checks; a streamer relaying to many players needs more.
+const (
+	maxChannelsPlayer   = 64
+	maxChannelsStreamer = 1024
+	// maxPermissions bounds the peer IPs one allocation may hold
+	// permissions for (an operator catch-all would otherwise let one
+	// client make the server keep a timer per address of the internet).
+	maxPermissions = 1024
+)
 
-// verdict caches a policy decision for the peer set it was made against;
-// it is recomputed when the player's set (an immutable snapshot) changes.
+// verdict caches a policy decision for the version of the peer set it was
+// made against; it is recomputed when the set changes.
 type verdict struct {
-	set *peerSet
-	ok  bool
+	version uint64
+	ok      bool
 }
 
 // channel is one channel binding, shared by the loop that reads the client
 // (c2p) and the loop that reads the relay socket (p2c).
 type channel struct {
-	key     chanKey
+	num     uint16
 	relay   *relayConn
 	peer    netip.AddrPort
 	peerRaw rawAddr
@@ -40,14 +44,15 @@ type channel struct {
 }
 
 // allowed is the per-packet policy check: two atomic loads while the
-// player's advertised addresses do not change.
+// player's allow-list does not change.
 func (c *channel) allowed(cache *atomic.Pointer[verdict], s *Server) bool {
-	set := c.relay.player.set.Load()
-	if v := cache.Load(); v != nil && v.set == set {
+	set := c.relay.player.set
+	ver := set.version.Load()
+	if v := cache.Load(); v != nil && v.version == ver {
 		return v.ok
 	}
 	ok := s.peerAllowed(set, c.peer)
-	cache.Store(&verdict{set: set, ok: ok})
+	cache.Store(&verdict{version: ver, ok: ok})
 	return ok
 }
 
@@ -78,8 +83,12 @@ type relayConn struct {
 	player     *player
 	credExpiry int64
 
-	link  atomic.Pointer[clientLink]
-	peers atomic.Pointer[map[netip.AddrPort]*channel] // copy-on-write, under srv.mu
+	link atomic.Pointer[clientLink]
+	// chans (by number, client to peer) and peers (by peer address, peer to
+	// client) are copied on write under srv.mu; at most maxChannels each.
+	chans atomic.Pointer[map[uint16]*channel]
+	peers atomic.Pointer[map[netip.AddrPort]*channel]
+	perms map[netip.Addr]struct{} // permitted peer IPs, under srv.mu
 
 	slow      chan slowPacket
 	closed    chan struct{}
@@ -88,10 +97,23 @@ type relayConn struct {
 	isClosed  bool
 }
 
-var noPeers = map[netip.AddrPort]*channel{}
+var (
+	noChannels    = map[uint16]*channel{}
+	noPeerChannel = map[netip.AddrPort]*channel{}
+	// noPeers is the allow-list of a client without an allocation; never
+	// added to.
+	noPeers = newPeerSet()
+)
+
+func (rc *relayConn) maxChannels() int {
+	if rc.player.streamer {
+		return maxChannelsStreamer
+	}
+	return maxChannelsPlayer
+}
 
 func (rc *relayConn) deliverSlow(p []byte, from netip.AddrPort, st *loopStats) {
-	if !rc.srv.peerAllowed(rc.player.set.Load(), from) {
+	if !rc.srv.peerAllowed(rc.player.set, from) {
 		st.denied.Add(1)
 		return
 	}
@@ -128,7 +150,7 @@ func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, err
 	}
 	st := &rc.loop.stats
-	if !rc.srv.peerAllowed(rc.player.set.Load(), ap) {
+	if !rc.srv.peerAllowed(rc.player.set, ap) {
 		st.denied.Add(1)
 		return len(p), nil
 	}
@@ -212,8 +234,10 @@ func (g relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pack
 		advertised: net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.cfg.publicIP, local.Port())),
 		slow:       make(chan slowPacket, 256),
 		closed:     make(chan struct{}),
+		perms:      map[netip.Addr]struct{}{},
 	}
-	rc.peers.Store(&noPeers)
+	rc.chans.Store(&noChannels)
+	rc.peers.Store(&noPeerChannel)
 	rc.loop = s.loops[int(s.nextLoop.Add(1))%len(s.loops)]
 
 	expiry, id, ok := splitUsername(conf.UserID)
@@ -223,13 +247,14 @@ func (g relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pack
 		rc.credExpiry = expiry
 		s.takeReservationLocked(rc.player)
 		rc.player.relays[rc] = struct{}{}
-		rc.player.total++
-		s.live++
-		s.created++
+		rc.player.created++
+		rc.player.seenMax = max(rc.player.seenMax, expiry)
+		if !rc.player.streamer {
+			s.livePlayers++
+		}
 	} else {
 		// pion's EVEN-PORT probe: a socket opened and closed at once.
-		rc.player = &player{id: ""}
-		rc.player.set.Store(emptyPeerSet)
+		rc.player = &player{id: "", set: noPeers}
 	}
 	s.relays[local.Port()] = rc
 	s.mu.Unlock()

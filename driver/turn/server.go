@@ -46,18 +46,25 @@ type Server struct {
 	udpAddr  netip.AddrPort
 	tlsOn    bool
 
-	chans atomic.Pointer[map[chanKey]*channel] // copy-on-write under mu
+	// udpClients finds a UDP client's allocation on the fast path; copied
+	// on write, once per allocation (never per channel bind), under mu.
+	udpClients atomic.Pointer[map[netip.AddrPort]*relayConn]
+	// private: the secret never left this process, so every valid
+	// credential was minted by Credentials and an unknown id is refused.
+	private bool
 
-	mu           sync.Mutex
-	players      map[string]*player
-	reservations []quotaReservation
-	live         int
-	created      int
-	relays       map[uint16]*relayConn // by relay port
-	byClient     map[clientKey]*relayConn
-	started      bool
-	closed       bool
-	reapWG       sync.WaitGroup
+	mu             sync.Mutex
+	players        map[string]*player
+	contributions  map[string]map[*player]struct{} // source id -> lists it added to
+	reservations   []quotaReservation
+	livePlayers    int // allocations of non-streamer ids (the session quota)
+	pendingPlayers int
+	relays         map[uint16]*relayConn // by relay port
+	byClient       map[clientKey]*relayConn
+	started        bool
+	closed         bool
+	reapWG         sync.WaitGroup
+	panicLogged    sync.Map // site -> struct{}: a stack is logged once per site
 }
 
 // clientKey names an allocation by its client transport address.
@@ -77,21 +84,23 @@ func New(cfg Config) (*Server, error) {
 		secret:   st.secret,
 		static:   newStaticRules(cfg.AllowPeers, cfg.AllowPeerAddrs),
 		log:      cfg.Logger,
-		players:  map[string]*player{},
-		relays:   map[uint16]*relayConn{},
-		byClient: map[clientKey]*relayConn{},
+		players:       map[string]*player{},
+		contributions: map[string]map[*player]struct{}{},
+		relays:        map[uint16]*relayConn{},
+		byClient:      map[clientKey]*relayConn{},
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
 	if len(s.secret) == 0 {
+		s.private = true
 		s.secret = make([]byte, 32)
 		if _, err := rand.Read(s.secret); err != nil {
 			return nil, fmt.Errorf("turn: generate secret: %w", err)
 		}
 	}
-	empty := map[chanKey]*channel{}
-	s.chans.Store(&empty)
+	empty := map[netip.AddrPort]*relayConn{}
+	s.udpClients.Store(&empty)
 	reg := cfg.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -141,6 +150,8 @@ func (s *Server) Start() error {
 		Realm:         s.cfg.realm,
 		AuthHandler:   s.authHandler,
 		QuotaHandler:  func(user, _ string, _ net.Addr) bool { return s.checkQuota(user) },
+		// RFC 8656's default; a client refreshes well before it.
+		AllocationLifetime: allocationLifetime,
 		EventHandler:  s.eventHandler(),
 		LoggerFactory: pionLoggerFactory{s.log.Named("pion")},
 	}
@@ -194,7 +205,7 @@ func (s *Server) bindListeners(tlsConf *tls.Config) (err error) {
 	if err != nil {
 		return err
 	}
-	s.tcp = newTCPListener(ln, tlsConf, s.cfg.maxTCP, s.log)
+	s.tcp = newTCPListener(s, ln, tlsConf, s.cfg.maxTCP, s.cfg.maxTCPAddr)
 	return nil
 }
 
@@ -311,9 +322,9 @@ func (s *Server) closeWhenQuiet(fd int) {
 }
 
 // authHandler is pion's AuthHandler for TURN REST credentials.
-func (s *Server) authHandler(ra *turn.RequestAttributes) (string, []byte, bool) {
-	userID, key, ok := s.authKey(ra.Username, ra.Realm)
-	return userID, key, ok
+func (s *Server) authHandler(ra *turn.RequestAttributes) (userID string, key []byte, ok bool) {
+	defer s.recoverPanic("auth")
+	return s.authKey(ra.Username, ra.Realm)
 }
 
 // authKey checks a username and returns the long-term key its password
@@ -338,9 +349,14 @@ func (s *Server) authKey(username, realm string) (string, []byte, bool) {
 	s.mu.Lock()
 	p := s.players[id]
 	revoked := p != nil && p.revokedAt(expiry, now)
+	unknown := s.private && (p == nil || !p.minted)
 	s.mu.Unlock()
 	if revoked {
 		return fail("revoked")
+	}
+	if unknown {
+		// Never minted here, or revoked and forgotten.
+		return fail("unknown_id")
 	}
 	pass := restPassword(s.secret, username)
 	return username, turn.GenerateAuthKey(username, realm, pass), true
@@ -350,7 +366,8 @@ func (s *Server) authKey(username, realm string) (string, []byte, bool) {
 // the peer IP is known: the IP must be one the streamer advertised to the
 // allocation's player, or a static entry.
 func (s *Server) permissionHandler(udp bool) turn.PermissionHandler {
-	return func(client net.Addr, peerIP net.IP) bool {
+	return func(client net.Addr, peerIP net.IP) (allowed bool) {
+		defer s.recoverPanic("permission")
 		ap, err := addrPortOf(client)
 		ip, ok := netip.AddrFromSlice(peerIP)
 		if err != nil || !ok {
@@ -360,9 +377,9 @@ func (s *Server) permissionHandler(udp bool) turn.PermissionHandler {
 		s.mu.Lock()
 		rc := s.byClient[clientKey{udp: udp, addr: ap}]
 		s.mu.Unlock()
-		set := emptyPeerSet
+		set := noPeers
 		if rc != nil {
-			set = rc.player.set.Load()
+			set = rc.player.set
 		}
 		allowed, reason := s.static.checkIP(set, ip)
 		if !allowed && s.advertisesOwnRelay(set, ip) {
@@ -386,15 +403,26 @@ func (s *Server) eventHandler() turn.EventHandler {
 			}
 		},
 		OnAllocationCreated: func(src, _ net.Addr, _, _, _ string, relay net.Addr, _ int) {
+			defer s.recoverPanic("allocation_created")
 			s.linkAllocation(src, relay)
 		},
-		OnPermissionCreated: func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ net.IP) { s.metrics.permissions.Inc() },
-		OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ net.IP) { s.metrics.permissions.Dec() },
+		OnPermissionCreated: func(src, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			defer s.recoverPanic("permission_created")
+			s.metrics.permissions.Inc()
+			s.trackPermission(src, relay, peer, true)
+		},
+		OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			defer s.recoverPanic("permission_deleted")
+			s.metrics.permissions.Dec()
+			s.trackPermission(src, relay, peer, false)
+		},
 		OnChannelCreated: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			defer s.recoverPanic("channel_created")
 			s.metrics.channels.Inc()
 			s.bindChannel(src, relay, peer, num, true)
 		},
 		OnChannelDeleted: func(src, _ net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			defer s.recoverPanic("channel_deleted")
 			s.metrics.channels.Dec()
 			s.bindChannel(src, relay, peer, num, false)
 		},
@@ -425,40 +453,69 @@ func (s *Server) linkAllocation(src, relay net.Addr) {
 	}
 	rc.link.Store(&clientLink{addr: ap, raw: toRaw(ap), udp: udp})
 	s.byClient[clientKey{udp: udp, addr: ap}] = rc
+	if udp {
+		// One copy per allocation, bounded by the quotas: never per bind.
+		next := copyMap(*s.udpClients.Load())
+		next[ap] = rc
+		s.udpClients.Store(&next)
+	}
 	s.metrics.allocations.Inc()
 	s.metrics.allocationsTotal.Inc()
 }
 
-// bindChannel adds or removes a channel in the fast-path tables.
-func (s *Server) bindChannel(src, relay, peer net.Addr, num uint16, add bool) {
-	client, err1 := addrPortOf(src)
-	peerAP, err2 := addrPortOf(peer)
-	if err1 != nil || err2 != nil {
+// trackPermission counts an allocation's permitted peer IPs, which
+// screenRequest caps.
+func (s *Server) trackPermission(src, relay net.Addr, peer net.IP, add bool) {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
 		return
 	}
-	_, udp := src.(*net.UDPAddr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rc := s.relayOf(relay)
 	if rc == nil {
 		return
 	}
-	key := chanKey{client: client, num: num}
-	chans := copyMap(*s.chans.Load())
+	if add {
+		rc.perms[ip.Unmap()] = struct{}{}
+	} else {
+		delete(rc.perms, ip.Unmap())
+	}
+}
+
+// bindChannel adds or removes a channel in the allocation's fast-path
+// tables: a copy of that allocation's tables only, which screenRequest keeps
+// below maxChannels, so a bind costs O(1) whatever the number of channels of
+// other allocations.
+func (s *Server) bindChannel(src, relay, peer net.Addr, num uint16, add bool) {
+	peerAP, err := addrPortOf(peer)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := s.relayOf(relay)
+	if rc == nil {
+		return
+	}
+	chans := copyMap(*rc.chans.Load())
 	peers := copyMap(*rc.peers.Load())
 	if add {
-		ch := &channel{key: key, relay: rc, peer: peerAP, peerRaw: toRaw(peerAP)}
-		peers[peerAP] = ch
-		if udp {
-			chans[key] = ch
+		if len(chans) >= rc.maxChannels() {
+			return // a race past screenRequest: pion still relays it, slowly
 		}
+		ch := &channel{num: num, relay: rc, peer: peerAP, peerRaw: toRaw(peerAP)}
+		peers[peerAP] = ch
+		chans[num] = ch
 	} else {
-		delete(peers, peerAP)
-		if chans[key] != nil && chans[key].relay == rc {
-			delete(chans, key)
+		if ch := chans[num]; ch != nil && ch.peer == peerAP {
+			delete(chans, num)
+		}
+		if ch := peers[peerAP]; ch != nil && ch.num == num {
+			delete(peers, peerAP)
 		}
 	}
-	s.chans.Store(&chans)
+	rc.chans.Store(&chans)
 	rc.peers.Store(&peers)
 }
 
@@ -474,24 +531,20 @@ func (s *Server) relayClosed(rc *relayConn) {
 		if s.byClient[k] == rc {
 			delete(s.byClient, k)
 		}
+		if cur := *s.udpClients.Load(); link.udp && cur[link.addr] == rc {
+			next := copyMap(cur)
+			delete(next, link.addr)
+			s.udpClients.Store(&next)
+		}
 		s.metrics.allocations.Dec()
 	}
-	chans := *s.chans.Load()
-	var next map[chanKey]*channel
-	for k, ch := range chans {
-		if ch.relay == rc {
-			if next == nil {
-				next = copyMap(chans)
-			}
-			delete(next, k)
+	p := rc.player
+	if _, ok := p.relays[rc]; ok {
+		delete(p.relays, rc)
+		if !p.streamer {
+			s.livePlayers--
 		}
-	}
-	if next != nil {
-		s.chans.Store(&next)
-	}
-	if _, ok := rc.player.relays[rc]; ok {
-		delete(rc.player.relays, rc)
-		s.live--
+		s.scheduleForgetLocked(p, time.Now())
 	}
 }
 

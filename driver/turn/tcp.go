@@ -1,13 +1,15 @@
 package turn
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,71 +17,144 @@ import (
 
 // tcpListener serves TURN over TCP and TLS on the same port: the first
 // byte tells them apart (a TLS record starts with 0x16, a STUN message with
-// 0b00, ChannelData with 0b01). It also bounds concurrent connections and
-// the time a client may take to send that first byte.
+// 0b00, ChannelData with 0b01). It bounds connections in total and per
+// client address, gives every frame a deadline (not only the first byte),
+// and its accept loop outlives EMFILE.
 type tcpListener struct {
 	ln      net.Listener
+	srv     *Server
 	tlsConf *tls.Config // nil: no TLS
 	log     hclog.Logger
+	maxAddr int
 	slots   chan struct{}
 	conns   chan net.Conn
 	done    chan struct{}
 	once    sync.Once
-	refused atomic.Uint64
 
-	mu   sync.Mutex
-	live map[*countedConn]struct{} // closed with the listener: a stopped server keeps no client
+	mu     sync.Mutex
+	live   map[*countedConn]struct{} // closed with the listener: a stopped server keeps no client
+	byAddr map[netip.Prefix]int
 }
 
-const firstByteTimeout = 10 * time.Second
+// TCP timeouts. A frame must arrive whole within frameTimeout of its first
+// byte, so a client trickling bytes holds its slot for seconds, not forever.
+// Between frames a connection may idle for idleTimeout before it has an
+// allocation, and for an allocation's lifetime once it has one (a client
+// refreshes well within it).
+const (
+	firstByteTimeout   = 10 * time.Second
+	frameTimeout       = 5 * time.Second
+	idleTimeout        = 30 * time.Second
+	writeTimeout       = 5 * time.Second
+	allocationLifetime = 10 * time.Minute
+	// Accept back-off after an error such as EMFILE: doubling, capped.
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
 
-func newTCPListener(ln net.Listener, tlsConf *tls.Config, maxConns int, log hclog.Logger) *tcpListener {
-	t := &tcpListener{ln: ln, tlsConf: tlsConf, log: log,
+func newTCPListener(srv *Server, ln net.Listener, tlsConf *tls.Config, maxConns, maxPerAddr int) *tcpListener {
+	t := &tcpListener{ln: ln, srv: srv, tlsConf: tlsConf, log: srv.log, maxAddr: maxPerAddr,
 		slots: make(chan struct{}, maxConns), conns: make(chan net.Conn), done: make(chan struct{}),
-		live: map[*countedConn]struct{}{}}
+		live: map[*countedConn]struct{}{}, byAddr: map[netip.Prefix]int{}}
 	go t.acceptLoop()
 	return t
 }
 
+// addrKey is what the per-address cap counts by: the IPv4 address, or the
+// IPv6 /64 (one subscriber line holds a whole /64).
+func addrKey(a net.Addr) netip.Prefix {
+	ap, err := addrPortOf(a)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	ip := ap.Addr()
+	if ip.Is4() {
+		return netip.PrefixFrom(ip, 32)
+	}
+	p, _ := ip.Prefix(64)
+	return p
+}
+
 func (t *tcpListener) acceptLoop() {
+	defer t.srv.recoverPanic("tcp_accept")
+	backoff := time.Duration(0)
 	for {
 		c, err := t.ln.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				t.log.Warn("tcp accept failed; TCP listener stopped", "error", err)
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			t.Close()
-			return
+			// EMFILE, ENFILE, ENOBUFS, ECONNABORTED...: the listener is fine,
+			// the moment is not. Wait and go on; never stop serving.
+			t.srv.metrics.acceptErrors.Inc()
+			if backoff == 0 {
+				t.log.Warn("tcp accept failed; retrying with back-off", "error", err)
+				backoff = acceptBackoffMin
+			} else {
+				backoff = min(2*backoff, acceptBackoffMax)
+			}
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-t.done:
+				return
+			}
 		}
-		select {
-		case t.slots <- struct{}{}:
-		default:
-			t.refused.Add(1)
-			_ = c.Close()
-			continue
+		if backoff != 0 {
+			t.log.Info("tcp accept working again")
+			backoff = 0
 		}
-		cc := &countedConn{Conn: c}
-		cc.release = func() {
-			t.mu.Lock()
-			delete(t.live, cc)
-			t.mu.Unlock()
-			<-t.slots
-		}
-		t.mu.Lock()
-		t.live[cc] = struct{}{}
-		t.mu.Unlock()
-		go t.classify(cc)
+		t.admit(c)
 	}
 }
 
+func (t *tcpListener) admit(c net.Conn) {
+	key := addrKey(c.RemoteAddr())
+	t.mu.Lock()
+	if t.byAddr[key] >= t.maxAddr {
+		t.mu.Unlock()
+		t.srv.metrics.tcpRefused.WithLabelValues("per_address").Inc()
+		_ = c.Close()
+		return
+	}
+	select {
+	case t.slots <- struct{}{}:
+	default:
+		t.mu.Unlock()
+		t.srv.metrics.tcpRefused.WithLabelValues("total").Inc()
+		_ = c.Close()
+		return
+	}
+	cc := &countedConn{Conn: c}
+	cc.release = func() {
+		t.mu.Lock()
+		delete(t.live, cc)
+		if t.byAddr[key]--; t.byAddr[key] <= 0 {
+			delete(t.byAddr, key)
+		}
+		t.mu.Unlock()
+		<-t.slots
+	}
+	t.live[cc] = struct{}{}
+	t.byAddr[key]++
+	t.mu.Unlock()
+	go t.classify(cc)
+}
+
+// classify runs per connection until pion takes it over.
 func (t *tcpListener) classify(c *countedConn) {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = c.Close()
+			t.srv.panicked("tcp_conn", r)
+		}
+	}()
 	_ = c.SetReadDeadline(time.Now().Add(firstByteTimeout))
 	var first [1]byte
 	if _, err := c.Conn.Read(first[:]); err != nil {
 		_ = c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
 	c.peeked = first[:]
 	var conn net.Conn = c
 	if first[0] == 0x16 {
@@ -87,12 +162,22 @@ func (t *tcpListener) classify(c *countedConn) {
 			_ = c.Close()
 			return
 		}
-		conn = tls.Server(c, t.tlsConf)
+		tc := tls.Server(c, t.tlsConf)
+		// The whole handshake within the first-byte budget.
+		ctx, cancel := context.WithTimeout(context.Background(), firstByteTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		conn = tc
 	}
+	fc := newFrameConn(t.srv, conn)
 	select {
-	case t.conns <- conn:
+	case t.conns <- fc:
 	case <-t.done:
-		_ = conn.Close()
+		_ = fc.Close()
 	}
 }
 
@@ -147,6 +232,65 @@ func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// frameConn is what pion reads a TCP client through: one whole frame per
+// Read, each under its own deadline, requests screened before pion sees
+// them (screenRequest), and a deadline on every write. Its buffers are the
+// connection's byte budget: about 4 KiB.
+type frameConn struct {
+	net.Conn
+	srv    *Server
+	r      *bufio.Reader
+	buf    []byte
+	client netip.AddrPort
+}
+
+func newFrameConn(srv *Server, c net.Conn) *frameConn {
+	ap, _ := addrPortOf(c.RemoteAddr())
+	return &frameConn{Conn: c, srv: srv, r: bufio.NewReaderSize(c, 2048), buf: make([]byte, maxFrame), client: ap}
+}
+
+// Read returns the next frame. pion's STUN framing on top sees whole frames.
+func (f *frameConn) Read(p []byte) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f.srv.panicked("tcp_conn", r)
+			n, err = 0, errors.New("turn: internal error on this connection")
+		}
+	}()
+	for {
+		idle := idleTimeout
+		f.srv.mu.Lock()
+		if f.srv.byClient[clientKey{addr: f.client}] != nil {
+			idle = allocationLifetime
+		}
+		f.srv.mu.Unlock()
+		if f.r.Buffered() == 0 {
+			_ = f.Conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		frame, err := readFrame(f.r, f.buf, func() { _ = f.Conn.SetReadDeadline(time.Now().Add(frameTimeout)) })
+		if err != nil {
+			return 0, err
+		}
+		if resp := f.srv.screenRequest(frame, f.client, false); resp != nil {
+			if _, err := f.Write(resp); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if len(frame) > len(p) {
+			return 0, errFrameTooLarge
+		}
+		return copy(p, frame), nil
+	}
+}
+
+// Write sends with a deadline, so a client that stops reading cannot park
+// pion's writers.
+func (f *frameConn) Write(p []byte) (int, error) {
+	_ = f.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return f.Conn.Write(p)
 }
 
 // certReloader serves the certificate from files a Nomad template may
