@@ -78,4 +78,3 @@ func (c *ctrlConn) LocalAddr() net.Addr              { return c.local }
 func (c *ctrlConn) SetDeadline(time.Time) error      { return nil }
 func (c *ctrlConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *ctrlConn) SetWriteDeadline(time.Time) error { return nil }
-

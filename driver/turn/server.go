@@ -80,10 +80,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      st,
-		secret:   st.secret,
-		static:   newStaticRules(cfg.AllowPeers, cfg.AllowPeerAddrs),
-		log:      cfg.Logger,
+		cfg:           st,
+		secret:        st.secret,
+		static:        newStaticRules(cfg.AllowPeers, cfg.AllowPeerAddrs),
+		log:           cfg.Logger,
 		players:       map[string]*player{},
 		contributions: map[string]map[*player]struct{}{},
 		relays:        map[uint16]*relayConn{},
@@ -147,13 +147,13 @@ func (s *Server) Start() error {
 
 	gen := relayGen{s}
 	conf := turn.ServerConfig{
-		Realm:         s.cfg.realm,
-		AuthHandler:   s.authHandler,
-		QuotaHandler:  func(user, _ string, _ net.Addr) bool { return s.checkQuota(user) },
+		Realm:        s.cfg.realm,
+		AuthHandler:  s.authHandler,
+		QuotaHandler: func(user, _ string, _ net.Addr) bool { return s.checkQuota(user) },
 		// RFC 8656's default; a client refreshes well before it.
 		AllocationLifetime: allocationLifetime,
-		EventHandler:  s.eventHandler(),
-		LoggerFactory: pionLoggerFactory{s.log.Named("pion")},
+		EventHandler:       s.eventHandler(),
+		LoggerFactory:      pionLoggerFactory{s.log.Named("pion")},
 	}
 	for _, c := range s.ctrls {
 		conf.PacketConnConfigs = append(conf.PacketConnConfigs, turn.PacketConnConfig{
