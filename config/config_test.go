@@ -183,6 +183,54 @@ turn {
     cert_file = "secrets/cert.pem"
   }
 }`, "key_file", ""},
+		{"turn public address unresolved", `executable = "a"
+turn_port = "turn"
+turn {
+  public_address = "$${attr.unique.platform.aws.public-ipv4}"
+}`, "turn.public_address", "did not resolve"},
+		{"turn public address unspecified", `executable = "a"
+turn_port = "turn"
+turn {
+  public_address = "0.0.0.0"
+}`, "turn.public_address", "reach"},
+		{"turn public port word", `executable = "a"
+turn_port = "turn"
+turn {
+  public_port = "turn"
+}`, "turn.public_port", "1 to 65535"},
+		{"turn public port zero", `executable = "a"
+turn_port = "turn"
+turn {
+  public_port = 0
+}`, "turn.public_port", "1 to 65535"},
+		{"turn public port too big", `executable = "a"
+turn_port = "turn"
+turn {
+  public_port = 65536
+}`, "turn.public_port", "1 to 65535"},
+		{"turn public port unresolved", `executable = "a"
+turn_port = "turn"
+turn {
+  public_port = "$${NOMAD_META_turn_port}"
+}`, "turn.public_port", "did not resolve"},
+		{"turn public port without turn port", `executable = "a"
+turn {
+  public_port = 41000
+}`, "turn_port", "port label"},
+		{"player tls key missing", `executable = "a"
+tls {
+  cert_file = "secrets/cert.pem"
+}`, "key_file", ""},
+		{"player tls key empty", `executable = "a"
+tls {
+  cert_file = "secrets/cert.pem"
+  key_file = ""
+}`, "tls", "both cert_file and key_file"},
+		{"player tls unresolved", `executable = "a"
+tls {
+  cert_file = "$${CERT_DIR}/cert.pem"
+  key_file = "secrets/key.pem"
+}`, "tls.cert_file", "did not resolve"},
 		{"token too short", `executable = "a"
 auth {
   token = "hunter2"
@@ -268,5 +316,45 @@ gpu_isolation = false`, ""},
 				t.Fatalf("want an error naming %s, got %v", c.field, err)
 			}
 		})
+	}
+}
+
+func TestNetworkFieldsResolveFromTaskEnv(t *testing.T) {
+	env := map[string]string{"PUBLIC_IP": "203.0.113.10", "NOMAD_META_turn_port": "41000", "CERT_DIR": "secrets"}
+	cases := []struct {
+		name, body       string
+		addr, port, cert string
+	}{
+		{"literal", `public_address = "198.51.100.7"
+public_port = 3478`, "198.51.100.7", "3478", ""},
+		{"port as number", `public_port = 41001`, "", "41001", ""},
+		{"env left by nomad", `public_address = "$${PUBLIC_IP}"
+public_port = "$${NOMAD_META_turn_port}"`, "203.0.113.10", "41000", ""},
+		{"env. prefix", `public_address = "$${env.PUBLIC_IP}"`, "203.0.113.10", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tc, err := parseTask(t, "executable = \"a\"\nturn_port = \"turn\"\ntls {\n  cert_file = \"$${CERT_DIR}/c.pem\"\n  key_file = \"k.pem\"\n}\nturn {\n"+c.body+"\n}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.ResolveNetwork(env)
+			if err := tc.Validate(); err != nil {
+				t.Fatalf("resolved config refused: %v", err)
+			}
+			if tc.TURN.PublicAddress != c.addr || tc.TURN.PublicPort != c.port || tc.TLS.CertFile != "secrets/c.pem" {
+				t.Fatalf("got address %q port %q cert %q, want %q %q secrets/c.pem", tc.TURN.PublicAddress, tc.TURN.PublicPort, tc.TLS.CertFile, c.addr, c.port)
+			}
+		})
+	}
+	// A name the task env does not have stays as written and is reported.
+	// ($${...} is how a job writes a reference Nomad passes on as written.)
+	tc, err := parseTask(t, "executable = \"a\"\nturn_port = \"turn\"\nturn {\n  public_address = \"$${meta.public_ip}\"\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.ResolveNetwork(env)
+	if err := tc.Validate(); err == nil || !strings.Contains(err.Error(), `turn.public_address: "${meta.public_ip}" did not resolve`) {
+		t.Fatalf("unresolved reference not reported with its field: %v", err)
 	}
 }

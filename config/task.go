@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -55,6 +54,9 @@ type TaskConfig struct {
 	HTTPRoot   string     `codec:"http_root"`
 	Auth       AuthConfig `codec:"auth"`
 	TURN       TURNConfig `codec:"turn"`
+	// TLS makes the player port (page, /api, player WebSocket) HTTPS/WSS
+	// only; the files are re-read when they change.
+	TLS TLSConfig `codec:"tls"`
 
 	// IdleTimeout ends the session (exit code 0) when no player has been
 	// connected for this long; "" = never.
@@ -95,11 +97,15 @@ type AuthConfig struct {
 type TURNConfig struct {
 	// PublicAddress goes into the TURN URLs players get; default: the port's
 	// host address.
-	PublicAddress string    `codec:"public_address"`
-	TLS           TLSConfig `codec:"tls"`
+	PublicAddress string `codec:"public_address"`
+	// PublicPort goes into the TURN URLs players get; default: the port's
+	// host port. A string, so that Nomad interpolation can fill it.
+	PublicPort string    `codec:"public_port"`
+	TLS        TLSConfig `codec:"tls"`
 }
 
-// TLSConfig names a certificate for turns: URLs (files a template wrote).
+// TLSConfig names a certificate and its key (files a template wrote),
+// relative to the task dir or absolute.
 type TLSConfig struct {
 	CertFile string `codec:"cert_file"`
 	KeyFile  string `codec:"key_file"`
@@ -180,11 +186,16 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		),
 	})),
 })
+		"public_port":    hclspec.NewAttr("public_port", "string", false),
 
 // Resolution is a parsed WIDTHxHEIGHT.
 type Resolution struct{ Width, Height int }
 
 func (r Resolution) String() string { return fmt.Sprintf("%dx%d", r.Width, r.Height) }
+	"tls": hclspec.NewBlock("tls", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"cert_file": hclspec.NewAttr("cert_file", "string", true),
+		"key_file":  hclspec.NewAttr("key_file", "string", true),
+	})),
 
 // ParseResolution parses "WIDTHxHEIGHT" and checks it against what Xvfb, Unreal
 // and the video encoders accept.
@@ -247,15 +258,14 @@ func (t *TaskConfig) Validate() error {
 	if t.HTTPPort != "" && t.HTTPPort == t.TURNPort {
 		errs = append(errs, fmt.Errorf("turn_port: %q is also http_port; give TURN its own port label", t.TURNPort))
 	}
-	if t.TURN.PublicAddress != "" {
-		if _, err := netip.ParseAddr(t.TURN.PublicAddress); err != nil {
-			errs = append(errs, fmt.Errorf("turn.public_address: %q is not an IP address such as \"203.0.113.10\"", t.TURN.PublicAddress))
-		}
-	}
+	errs = append(errs, t.validateNetwork()...)
 	if (t.TURN.TLS.CertFile == "") != (t.TURN.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("turn.tls: set both cert_file and key_file, or neither"))
 	}
-	if (t.TURN.PublicAddress != "" || t.TURN.TLS.CertFile != "") && t.TURNPort == "" {
+	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("tls: set both cert_file and key_file (the player port's certificate and its key), or neither"))
+	}
+	if (t.TURN.PublicAddress != "" || t.TURN.PublicPort != "" || t.TURN.TLS.CertFile != "") && t.TURNPort == "" {
 		errs = append(errs, errors.New("turn_port: a turn block needs turn_port set to a port label of the group's network block"))
 	}
 	if t.Auth.Token != "" && len(t.Auth.Token) < 16 {
