@@ -1,6 +1,7 @@
 package signalling
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ type Config struct {
 	// page: only regular files inside it (symlinks resolved within it), no
 	// dotfiles, no directory listings.
 	HTTPRoot string
+	// PlayerTLS, when set, makes the player endpoint HTTPS/WSS only
+	// (CertReloader.TLSConfig: certificates reload when their files change).
+	PlayerTLS *tls.Config
 	// AllowedOrigins lists the origins ("https://app.example.com") whose pages
 	// may open a player WebSocket besides the page's own origin (same host);
 	// "*" allows every origin. Requests without an Origin header (streamers,
@@ -81,6 +85,23 @@ type Limits struct {
 	// is closed (default 256); StreamerSendQueue the same for a streamer (default 65536).
 	SendQueue         int
 	StreamerSendQueue int
+	// SendQueueBytes bounds the bytes waiting for one player or SFU (default
+	// 1 MiB); past it the peer is dropped as too slow. StreamerSendQueueBytes
+	// does the same for a streamer (default 16 MiB), except that a player
+	// whose message would take the streamer's queue within an eighth of it
+	// is closed with 1013 instead, so players cannot drop the streamer.
+	// Each must be at least MaxMessageBytes.
+	SendQueueBytes         int64
+	StreamerSendQueueBytes int64
+	// MaxPendingBytes bounds the bytes held in messages still arriving
+	// (partial frames and unfinished fragmented messages) across all
+	// connections together (default 16 MiB, at least MaxMessageBytes); a
+	// peer whose message would go over it is closed with 1013.
+	MaxPendingBytes int64
+	// FrameTimeout is how long a frame may take to arrive once its first
+	// byte has (default 5s); a peer that stalls in the middle of a frame is
+	// dropped.
+	FrameTimeout time.Duration
 	// WriteTimeout bounds one frame write (default 10s).
 	WriteTimeout time.Duration
 	// PingInterval is how often WebSocket ping frames probe idle peers
@@ -206,6 +227,15 @@ func (l Limits) withDefaults() Limits {
 	defDur(&l.IdentifyTimeout, 30*time.Second)
 	defDur(&l.SubscribeTimeout, 2*time.Minute)
 	defDur(&l.WriteTimeout, 10*time.Second)
+	def64 := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def64(&l.SendQueueBytes, 1<<20)
+	def64(&l.StreamerSendQueueBytes, 16<<20)
+	def64(&l.MaxPendingBytes, 16<<20)
+	defDur(&l.FrameTimeout, 5*time.Second)
 	defDur(&l.PingInterval, 20*time.Second)
 	defDur(&l.PongTimeout, 60*time.Second)
 	defDur(&l.FullProbe, 2*time.Second)
@@ -239,6 +269,22 @@ func (l Limits) validate() error {
 	neg("SendQueue", l.SendQueue < 0)
 	neg("StreamerSendQueue", l.StreamerSendQueue < 0)
 	neg("WriteTimeout", l.WriteTimeout < 0)
+	neg("SendQueueBytes", l.SendQueueBytes < 0)
+	neg("StreamerSendQueueBytes", l.StreamerSendQueueBytes < 0)
+	neg("MaxPendingBytes", l.MaxPendingBytes < 0)
+	neg("FrameTimeout", l.FrameTimeout < 0)
+	if len(errs) == 0 {
+		// A budget smaller than one message would refuse every large message.
+		d := l.withDefaults()
+		atLeastMessage := func(name string, v int64) {
+			if v < d.MaxMessageBytes {
+				errs = append(errs, fmt.Errorf("limits.%s (%d) must be at least MaxMessageBytes (%d)", name, v, d.MaxMessageBytes))
+			}
+		}
+		atLeastMessage("SendQueueBytes", d.SendQueueBytes)
+		atLeastMessage("StreamerSendQueueBytes", d.StreamerSendQueueBytes)
+		atLeastMessage("MaxPendingBytes", d.MaxPendingBytes)
+	}
 	neg("PingInterval", l.PingInterval < 0)
 	neg("PongTimeout", l.PongTimeout < 0)
 	neg("FullProbe", l.FullProbe < 0)

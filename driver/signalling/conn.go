@@ -1,10 +1,15 @@
 package signalling
 
 import (
+	"bufio"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // closeGrace is how long a peer has to answer our close frame before the
@@ -71,6 +76,8 @@ type conn struct {
 	closeCode   int
 	closeReason string
 	maxQueue    int
+	queueBytes  int64 // payload bytes queued or being written
+	maxBytes    int64 // the byte budget of the send queue
 
 	peerClosed bool // the peer's close frame arrived (guarded by mu)
 
@@ -87,10 +94,33 @@ type conn struct {
 }
 
 // send queues one text frame. It never blocks: a peer that lets maxQueue
-// frames pile up is closed instead of slowing anyone else down.
+// frames or maxBytes bytes pile up is closed instead of slowing anyone else
+// down.
 func (c *conn) send(data []byte) {
 	c.enqueue(outFrame{kind: frameText, data: data})
 }
+
+// relay queues a message another peer sent, unless the queue is within
+// relayHeadroom of its byte budget. The headroom keeps the server's own
+// messages (playerConnected and the like) going through when peers flood a
+// slow reader; the caller refuses the sender instead of dropping c.
+func (c *conn) relay(data []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return true // going away anyway: nothing to refuse the sender for
+	}
+	full := c.queueBytes+int64(len(data)) > c.maxBytes-relayHeadroom(c.maxBytes)
+	c.mu.Unlock()
+	if full {
+		return false
+	}
+	c.enqueue(outFrame{kind: frameText, data: data})
+	return true
+}
+
+// relayHeadroom is the part of a send budget kept for the server's own messages.
+func relayHeadroom(budget int64) int64 { return budget / 8 }
 
 func (c *conn) enqueue(f outFrame) {
 	c.mu.Lock()
@@ -98,17 +128,19 @@ func (c *conn) enqueue(f outFrame) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue) >= c.maxQueue {
+	if len(c.queue) >= c.maxQueue || c.queueBytes+int64(len(f.data)) > c.maxBytes {
 		// The peer's socket is full, so a close frame could not get through
 		// either: drop the connection; its reader then tears it down.
+		queued, bytes := len(c.queue), c.queueBytes
 		c.queue, c.closing, c.closeSent = nil, true, true
 		c.mu.Unlock()
 		c.srv.metrics.reject(c.role, reasonSendQueueFull)
-		c.srv.log.Warn("dropping connection that reads too slowly", "role", c.role, "remote", c.remote, "queued", c.maxQueue)
+		c.srv.log.Warn("dropping connection that reads too slowly", "role", c.role, "remote", c.remote, "queued", queued, "queued_bytes", bytes)
 		go c.kill() // callers may hold the server's lock, which teardown takes
 		return
 	}
 	c.queue = append(c.queue, f)
+	c.queueBytes += int64(len(f.data))
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()
@@ -121,9 +153,7 @@ func (c *conn) enqueue(f outFrame) {
 // reason, and gives the peer closeGrace to answer before the reader drops
 // the socket. Later sends are discarded.
 func (c *conn) close(code int, reason string) {
-	if len(reason) > 123 { // a close frame's reason is at most 123 bytes
-		reason = reason[:120] + "..."
-	}
+	reason = closeReason(reason)
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -145,7 +175,13 @@ func (c *conn) isClosing() bool {
 	return c.closing
 }
 
+// writeLoop writes queued frames through a pooled buffer until the queue is
+// empty, then returns the buffer: an idle peer holds neither.
 func (c *conn) writeLoop() {
+	defer c.srv.recoverPeer(c, "write")
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
 	for {
 		c.mu.Lock()
 		batch := c.queue
@@ -155,7 +191,7 @@ func (c *conn) writeLoop() {
 				c.closeSent = true
 				code, reason := c.closeCode, c.closeReason
 				c.mu.Unlock()
-				c.writeClose(code, reason)
+				c.writeClose(bw, code, reason)
 				c.mu.Lock()
 			}
 			c.writing = false
@@ -163,27 +199,43 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.mu.Unlock()
+		var written int64
 		for _, f := range batch {
-			if err := c.writeFrame(f); err != nil {
+			err := c.writeFrame(bw, f)
+			written += int64(len(f.data))
+			if err != nil {
 				c.mu.Lock()
-				c.closing, c.closeSent, c.queue, c.writing = true, true, nil, false
+				c.closing, c.closeSent, c.queue, c.writing, c.queueBytes = true, true, nil, false, 0
 				c.mu.Unlock()
 				c.kill()
 				return
 			}
 		}
+		err := bw.Flush()
+		c.mu.Lock()
+		c.queueBytes -= written
+		c.mu.Unlock()
+		if err != nil {
+			c.mu.Lock()
+			c.closing, c.closeSent, c.queue, c.writing, c.queueBytes = true, true, nil, false, 0
+			c.mu.Unlock()
+			c.kill()
+			return
+		}
 	}
 }
 
-func (c *conn) writeFrame(f outFrame) error {
+// writeFrame buffers one frame; every write to the socket it causes has
+// the write deadline.
+func (c *conn) writeFrame(bw *bufio.Writer, f outFrame) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.limits.WriteTimeout))
 	switch f.kind {
 	case framePing:
-		return writeFrame(c.nc, opPing, nil)
+		return writeFrame(bw, ws.OpPing, nil)
 	case framePong:
-		return writeFrame(c.nc, opPong, f.data)
+		return writeFrame(bw, ws.OpPong, f.data)
 	}
-	if err := writeFrame(c.nc, opText, f.data); err != nil {
+	if err := writeFrame(bw, ws.OpText, f.data); err != nil {
 		return err
 	}
 	c.srv.metrics.sent(c.role, len(f.data))
@@ -192,9 +244,11 @@ func (c *conn) writeFrame(f outFrame) error {
 
 // writeClose sends our close frame. If the peer already sent its own, the
 // handshake is complete; otherwise it has closeGrace to answer.
-func (c *conn) writeClose(code int, reason string) {
+func (c *conn) writeClose(bw *bufio.Writer, code int, reason string) {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = writeFrame(c.nc, opClose, closePayload(code, reason))
+	if writeFrame(bw, ws.OpClose, closePayload(code, reason)) == nil {
+		_ = bw.Flush()
+	}
 	c.mu.Lock()
 	done := c.peerClosed
 	c.mu.Unlock()
@@ -205,6 +259,48 @@ func (c *conn) writeClose(code int, reason string) {
 	time.AfterFunc(closeGrace, c.kill)
 }
 
+// recoverPeer is the recover boundary around everything that handles one
+// peer (its reads, its writes, hooks and timers acting for it): a bug drops
+// that peer with 1011, is logged with its stack once per distinct panic, is
+// counted in pixelstream_signalling_peer_panics_total, and leaves every
+// other peer and the process alone. Use it as `defer s.recoverPeer(c, where)`.
+func (s *Server) recoverPeer(c *conn, where string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.logPanic(r, where, "role", c.role, "player", c.playerID, "remote", c.remote)
+	c.close(closeInternal, "internal server error")
+	// The writer may be what failed: make sure the socket goes regardless.
+	time.AfterFunc(closeGrace, c.kill)
+}
+
+// recoverHook is the recover boundary of a hook that acts for no single
+// live peer (events, a peer's teardown): the panic is logged and counted and
+// the caller carries on. Use it as `defer s.recoverHook(where)`.
+func (s *Server) recoverHook(where string) {
+	if r := recover(); r != nil {
+		s.logPanic(r, where)
+	}
+}
+
+func (s *Server) logPanic(r any, where string, kv ...any) {
+	s.metrics.panicked(where)
+	msg := fmt.Sprint(r)
+	kv = append([]any{"where", where, "panic", msg}, kv...)
+	if _, seen := s.panics.LoadOrStore(where+": "+msg, true); !seen {
+		kv = append(kv, "stack", string(debug.Stack()))
+	}
+	s.log.Error("recovered from a panic; dropping the peer it concerned", kv...)
+}
+
+// callHook runs f, a call into the embedding session for peer c, behind
+// c's recover boundary.
+func (s *Server) callHook(c *conn, f func()) {
+	defer s.recoverPeer(c, "hook")
+	f()
+}
+
 // kill drops the socket and forgets the peer, once.
 func (c *conn) kill() {
 	if !c.killed.CompareAndSwap(false, true) {
@@ -212,6 +308,7 @@ func (c *conn) kill() {
 	}
 	c.srv.poll.remove(c)
 	_ = c.nc.Close()
+	c.releaseHeld()
 	c.srv.teardown(c)
 }
 

@@ -11,6 +11,16 @@ import (
 	"time"
 )
 
+// WebSocket opcodes (RFC 6455 section 5.2), as the raw client writes them.
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
 // rawClient speaks WebSocket byte by byte, to send what well-behaved
 // libraries never would.
 type rawClient struct {

@@ -35,7 +35,7 @@ func TestMalformedInput(t *testing.T) {
 		{"candidate not an object", "player", []string{`{"type":"iceCandidate","candidate":"candidate:1"}`}, false, websocket.CloseInvalidFramePayloadData, "iceCandidate message field candidate must be an object"},
 		{"ping without time", "player", []string{`{"type":"ping"}`}, false, websocket.CloseInvalidFramePayloadData, "ping message is missing field time"},
 		{"ping time a string", "player", []string{`{"type":"ping","time":"soon"}`}, false, websocket.CloseInvalidFramePayloadData, "ping message field time must be a number"},
-		{"binary garbage", "player", []string{"\x00\xff\xfe"}, true, websocket.CloseInvalidFramePayloadData, "message is not valid JSON"},
+		{"binary garbage", "player", []string{"\x00\xff\xfe"}, true, websocket.CloseInvalidFramePayloadData, "message is not valid UTF-8"},
 		{"huge message", "player", []string{huge}, false, websocket.CloseMessageTooBig, "message larger than 65536 bytes"},
 		{"flood", "player", flood(500), false, websocket.ClosePolicyViolation, "rate limit exceeded: more than 100 messages per second"},
 		{"streamer endpointId without id", "streamer", []string{`{"type":"endpointId"}`}, false, websocket.CloseInvalidFramePayloadData, "endpointId message is missing field id"},

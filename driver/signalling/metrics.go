@@ -27,6 +27,9 @@ const (
 	reasonUnauthorized     = "unauthorized"
 	reasonReplaced         = "replaced_by_reconnect"
 	reasonBadOrigin        = "bad_origin"
+	reasonFrameTimeout     = "frame_timeout"  // stalled in the middle of a frame
+	reasonPendingBudget    = "pending_budget" // messages in progress over MaxPendingBytes
+	reasonStreamerBusy     = "streamer_busy"  // the streamer's send queue is at its byte budget
 )
 
 var allReasons = []string{
@@ -34,6 +37,7 @@ var allReasons = []string{
 	reasonSubscribeTimeout, reasonMaxPlayers, reasonMaxConnections, reasonSendQueueFull,
 	reasonPingTimeout, reasonUnknownStreamer, reasonUnknownPlayer, reasonNoPlayerID,
 	reasonNotSubscribed, reasonBadUpgrade, reasonUnauthorized, reasonBadOrigin,
+	reasonFrameTimeout, reasonPendingBudget, reasonStreamerBusy,
 }
 
 var allRoles = []role{rolePlayer, roleStreamer, roleSFU}
@@ -47,6 +51,7 @@ type metrics struct {
 	bytesOut [3]prometheus.Counter
 	sentMsgs [3]prometheus.Counter
 	conns    [3]prometheus.Gauge
+	panics   *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
@@ -75,12 +80,21 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		defer s.mu.RUnlock()
 		return float64(s.subscribed)
 	})
-	for _, c := range []prometheus.Collector{received, sent, rejected, bytesIn, bytesOut, conns, streamers, players} {
+	panics := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "peer_panics_total",
+		Help: "Panics recovered while handling a peer (the peer was dropped), by where: read, write, timer, hook, event hook, streamer left hook."}, []string{"where"})
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "pending_message_bytes",
+		Help: "Bytes held in messages in progress across all connections (limit: MaxPendingBytes)."}, func() float64 {
+		return float64(s.pending.Load())
+	})
+	for _, c := range []prometheus.Collector{received, sent, rejected, bytesIn, bytesOut, conns, streamers, players, panics, pending} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metric: %w", err)
 		}
 	}
-	m := &metrics{}
+	m := &metrics{panics: panics}
+	for _, w := range []string{"read", "write", "timer", "hook"} {
+		panics.WithLabelValues(w) // present at 0, so an alert can use rate()
+	}
 	for _, r := range allRoles {
 		ep := r.String()
 		m.recv[r] = make(map[string]prometheus.Counter, len(knownTypes)+1)
@@ -119,3 +133,5 @@ func (m *metrics) reject(r role, reason string) {
 }
 
 func (m *metrics) connected(r role, delta float64) { m.conns[r].Add(delta) }
+
+func (m *metrics) panicked(where string) { m.panics.WithLabelValues(where).Inc() }

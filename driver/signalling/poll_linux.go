@@ -12,9 +12,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// epollSet spreads connections over one epoll loop per CPU. Each loop reads
-// and handles its connections inline: handling never blocks (sends only
-// queue), so no goroutine, stack or buffer is held per idle connection.
+// epollSet spreads connections over a few epoll sets. A loop per set waits
+// for readable sockets and hands each to a goroutine (readWake) that reads
+// its frames and re-arms it: sockets are registered one-shot, so one
+// connection is read by one goroutine at a time, and a peer that stalls in
+// the middle of a frame holds up nobody else. No goroutine, stack or buffer
+// is held per idle connection.
 type epollSet struct {
 	loops []*epollLoop
 	next  atomic.Uint32
@@ -22,17 +25,19 @@ type epollSet struct {
 }
 
 type epollLoop struct {
-	epfd    int
-	file    *os.File        // epfd, so Go's own netpoller can wait on it
-	rc      syscall.RawConn // file's
-	mu      sync.Mutex
-	conns   map[int32]*conn
-	scratch []byte
-	done    chan struct{}
+	epfd  int
+	file  *os.File        // epfd, so Go's own netpoller can wait on it
+	rc    syscall.RawConn // file's
+	mu    sync.Mutex
+	conns map[int32]*conn
+	done  chan struct{}
 }
 
+// epollEvents: readable or the peer hung up, one event per arming.
+const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
 func newPoll() poll {
-	n := runtime.GOMAXPROCS(0)
+	n := min(runtime.GOMAXPROCS(0), 4) // loops only dispatch: a few suffice
 	set := &epollSet{}
 	for i := 0; i < n; i++ {
 		l, err := newEpollLoop()
@@ -65,10 +70,10 @@ func newEpollLoop() (*epollLoop, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
-	return &epollLoop{epfd: epfd, file: f, rc: rc, conns: make(map[int32]*conn), scratch: make([]byte, 32<<10), done: make(chan struct{})}, nil
+	return &epollLoop{epfd: epfd, file: f, rc: rc, conns: make(map[int32]*conn), done: make(chan struct{})}, nil
 }
 
-func (s *epollSet) add(c *conn) error {
+func (s *epollSet) add(c *conn, armed bool) error {
 	raw, err := rawConn(c)
 	if err != nil {
 		return err
@@ -81,13 +86,17 @@ func (s *epollSet) add(c *conn) error {
 	}
 	c.pollID = id
 	l := s.loops[s.next.Add(1)%uint32(len(s.loops))]
+	c.epfd = l.epfd
 	l.mu.Lock()
 	l.conns[id] = c
 	l.mu.Unlock()
+	var events uint32
+	if armed {
+		events = epollEvents
+	}
 	var cerr error
 	err = raw.Control(func(fd uintptr) {
-		// Level-triggered: bytes left unread fire again on the next wait.
-		cerr = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: id})
+		cerr = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: events, Fd: id})
 	})
 	if err == nil {
 		err = cerr
@@ -99,6 +108,18 @@ func (s *epollSet) add(c *conn) error {
 		return fmt.Errorf("epoll add: %w", err)
 	}
 	return nil
+}
+
+func (s *epollSet) rearm(c *conn) error {
+	var cerr error
+	err := c.raw.Control(func(fd uintptr) {
+		// Level-triggered: bytes that arrived meanwhile fire at once.
+		cerr = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: epollEvents, Fd: c.pollID})
+	})
+	if err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (s *epollSet) remove(c *conn) {
@@ -152,33 +173,8 @@ func (l *epollLoop) run() {
 			c := l.conns[events[i].Fd]
 			l.mu.Unlock()
 			if c != nil {
-				l.readable(c)
+				go c.readWake()
 			}
-		}
-	}
-}
-
-// readable reads what the socket holds, a bounded amount per wake-up so one
-// busy peer cannot starve the others on this loop.
-func (l *epollLoop) readable(c *conn) {
-	raw := c.raw
-	for i := 0; i < 4; i++ {
-		var n int
-		var rerr error
-		if err := raw.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), l.scratch) }); err != nil {
-			c.kill() // closed by someone else
-			return
-		}
-		switch {
-		case errors.Is(rerr, unix.EAGAIN) || errors.Is(rerr, unix.EINTR):
-			return
-		case rerr != nil || n == 0:
-			c.kill() // reset, or the peer closed its side
-			return
-		}
-		c.feed(l.scratch[:n])
-		if c.killed.Load() || n < len(l.scratch) {
-			return
 		}
 	}
 }

@@ -389,7 +389,12 @@ func (s *Server) toStreamer(c *conn, m *message) *protocolError {
 		}
 	}
 	s.playerSignal(st, m)
-	st.send(m.withPlayerID(c.playerID))
+	if !st.relay(m.withPlayerID(c.playerID)) {
+		// The streamer reads more slowly than its players write: refuse
+		// the sender, never drop the streamer (and with it every player).
+		s.metrics.reject(c.role, reasonStreamerBusy)
+		return &protocolError{code: closeTryAgainLater, reason: fmt.Sprintf("streamer busy: more than %d bytes waiting for it", st.maxBytes-relayHeadroom(st.maxBytes))}
+	}
 	return nil
 }
 
@@ -568,7 +573,10 @@ func (s *Server) teardown(c *conn) {
 	c.mu.Unlock()
 	s.emit(evs...)
 	if f := s.hooks.StreamerLeft; f != nil && c.key != "" {
-		f(c.key)
+		func() {
+			defer s.recoverHook("streamer left hook")
+			f(c.key)
+		}()
 	}
 	s.log.Debug("connection closed", "role", c.role, "player", c.playerID, "remote", c.remote)
 	s.wg.Done()
@@ -580,10 +588,15 @@ func (s *Server) event(kind EventKind, streamerID, playerID string) Event {
 }
 
 func (s *Server) emit(evs ...Event) {
+	f := s.hooks.Event
+	if f == nil {
+		return
+	}
 	for _, ev := range evs {
-		if f := s.hooks.Event; f != nil {
+		func() {
+			defer s.recoverHook("event hook")
 			f(ev)
-		}
+		}()
 	}
 }
 
@@ -591,6 +604,7 @@ func (s *Server) emit(evs ...Event) {
 // that did not answer the ping sent at probeStart are dropped, then the
 // subscribe runs again and succeeds if that freed a place.
 func (s *Server) retrySubscribe(c *conn, id string, probeStart int64) {
+	defer s.recoverPeer(c, "timer")
 	s.mu.Lock()
 	st := s.streamers[id]
 	var evs []Event

@@ -2,6 +2,7 @@ package signalling
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,6 +51,8 @@ type Server struct {
 	stopSweep chan struct{}
 	sweepDone chan struct{}
 	poll      poll
+	pending   atomic.Int64 // bytes held in messages in progress, all connections (MaxPendingBytes)
+	panics    sync.Map     // panics already logged with their stack, by place and value
 
 	lnMetrics *listenerMetrics
 	root      *os.Root        // http_root, opened once; nil for the embedded page
@@ -135,6 +139,11 @@ func (s *Server) Start() error {
 	streamers := connCaps{total: s.limits.MaxStreamerConnections}
 	if s.playerLn, err = bind("player", s.cfg.PlayerListen, players); err != nil {
 		return err
+	}
+	if s.cfg.PlayerTLS != nil {
+		// HTTPS/WSS only: a plain HTTP request fails the handshake (Go's
+		// server answers it with a 400 that says so).
+		s.playerLn = tls.NewListener(s.playerLn, s.cfg.PlayerTLS)
 	}
 	if s.streamLn, err = bind("streamer", s.cfg.StreamerListen, streamers); err != nil {
 		return err
@@ -299,11 +308,13 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 		connected: now,
 		refilled:  now,
 		maxQueue:  s.limits.SendQueue,
+		maxBytes:  s.limits.SendQueueBytes,
 		rate:      s.limits.MessagesPerSecond,
 		burst:     float64(s.limits.Burst),
 	}
+	c.epfd = -1
 	if rl == roleStreamer {
-		c.maxQueue = s.limits.StreamerSendQueue
+		c.maxQueue, c.maxBytes = s.limits.StreamerSendQueue, s.limits.StreamerSendQueueBytes
 		c.rate, c.burst = s.limits.StreamerMessagesPerSecond, float64(s.limits.StreamerBurst)
 	}
 	c.tokens = c.burst
@@ -324,12 +335,24 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 	s.metrics.connected(rl, 1)
 	// From here the poll reads the socket; this handler's goroutine, with
 	// the HTTP server's request state and buffers, ends.
-	if len(early) > 0 { // a client that did not wait for our handshake answer
-		c.feed(early)
+	// A client that did not wait for our handshake answer sent frames with
+	// its request: they are read first (source), then the socket.
+	c.early = early
+	p := s.poll
+	if _, ok := c.nc.(syscall.Conn); !ok {
+		// A TLS connection's bytes must pass through crypto/tls: it is read
+		// on a goroutine of its own, not from its socket by epoll.
+		p = goroutinePoll{}
 	}
-	if err := s.poll.add(c); err != nil {
+	_, blocking := p.(goroutinePoll)
+	armed := blocking || len(early) == 0
+	if err := p.add(c, armed); err != nil {
 		s.log.Error("cannot read connection", "error", err)
 		c.kill()
+		return
+	}
+	if !armed {
+		go c.readWake() // the socket may stay quiet: read the early frames now
 	}
 }
 
@@ -369,18 +392,22 @@ func (s *Server) register(c *conn) bool {
 	case rolePlayer:
 		opts := s.static
 		if f := s.hooks.PlayerPeerOptions; f != nil {
-			if o := f(c.playerID); len(o) > 0 {
-				opts = o
-			}
+			s.callHook(c, func() {
+				if o := f(c.playerID); len(o) > 0 {
+					opts = o
+				}
+			})
 		}
 		c.send(msgConfig(opts))
 		s.log.Debug("player connected", "player", c.playerID, "remote", c.remote)
 	default:
 		opts := s.static
 		if f := s.hooks.StreamerPeerOptions; f != nil && c.key != "" {
-			if o := f(c.key); len(o) > 0 {
-				opts = o
-			}
+			s.callHook(c, func() {
+				if o := f(c.key); len(o) > 0 {
+					opts = o
+				}
+			})
 		}
 		c.send(msgIdentify())
 		c.send(msgConfig(opts))
@@ -390,6 +417,7 @@ func (s *Server) register(c *conn) bool {
 }
 
 func (s *Server) deadlinePassed(c *conn, reason, text string) {
+	defer s.recoverPeer(c, "timer")
 	s.mu.RLock()
 	done := c.listed || c.sub != nil
 	s.mu.RUnlock()

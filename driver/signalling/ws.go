@@ -1,21 +1,22 @@
 package signalling
 
 import (
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/binary"
-	"errors"
+	"bufio"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
 )
 
-// The server side of RFC 6455, kept to what signalling needs: the opening
-// handshake and unmasked frame writes (frame.go reads). Doing it here rather
-// than through a WebSocket library keeps a connected player down to a few
-// hundred bytes of state.
+// The WebSocket protocol (RFC 6455) comes from github.com/gobwas/ws: the
+// opening handshake, frame headers, masking and the protocol checks. This
+// file holds what signalling adds around it: close codes and reasons, and
+// frame writes through a pooled buffer held only while a writer runs.
 
 // Close codes the server sends (RFC 6455 section 7.4.1).
 const (
@@ -27,12 +28,11 @@ const (
 	closeTooBig         = 1009
 	closeInternal       = 1011 // disconnectPlayer, as Epic's server does
 	closeTryAgainLater  = 1013
-	closeNoStatus       = 1005 // reserved: never sent in a frame
-	closeAbnormal       = 1006 // reserved
-	closeTLS            = 1015 // reserved
 )
 
-const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+// maxCloseReason is the most bytes a close frame's reason may hold: a
+// control frame carries at most 125 bytes, two of them the code.
+const maxCloseReason = 123
 
 // isUpgrade reports whether r asks for a WebSocket.
 func isUpgrade(r *http.Request) bool {
@@ -50,89 +50,91 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
+// upgrader answers the opening handshake; the write of the answer has a
+// deadline like every other write.
+var upgrader = ws.HTTPUpgrader{Timeout: 10 * time.Second}
+
 // upgrade completes the opening handshake and takes the connection over from
 // net/http. It returns any bytes the client sent after its request.
 func upgrade(w http.ResponseWriter, r *http.Request) (net.Conn, []byte, error) {
-	fail := func(code int, msg string) (net.Conn, []byte, error) {
-		http.Error(w, msg, code)
-		return nil, nil, errors.New(msg)
-	}
-	if r.Method != http.MethodGet {
-		return fail(http.StatusMethodNotAllowed, "websocket: the upgrade request must be a GET")
-	}
-	if r.Header.Get("Sec-Websocket-Version") != "13" {
-		w.Header().Set("Sec-WebSocket-Version", "13")
-		return fail(http.StatusUpgradeRequired, "websocket: unsupported Sec-WebSocket-Version (13 is)")
-	}
-	key := r.Header.Get("Sec-Websocket-Key")
-	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
-		return fail(http.StatusBadRequest, "websocket: Sec-WebSocket-Key is not 16 bytes of base64")
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		return fail(http.StatusInternalServerError, "websocket: connection cannot be taken over")
-	}
-	nc, brw, err := hj.Hijack()
+	nc, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
-		return fail(http.StatusInternalServerError, "websocket: hijack: "+err.Error())
+		if nc != nil {
+			_ = nc.Close() // the library has written the HTTP error
+		}
+		return nil, nil, fmt.Errorf("websocket handshake: %w", err)
 	}
 	var early []byte
-	if n := brw.Reader.Buffered(); n > 0 {
-		p, _ := brw.Reader.Peek(n)
+	if n := rw.Reader.Buffered(); n > 0 {
+		p, _ := rw.Reader.Peek(n)
 		early = append([]byte(nil), p...)
 	}
-	sum := sha1.Sum([]byte(key + wsGUID))
-	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := nc.Write([]byte(resp)); err != nil {
-		_ = nc.Close()
-		return nil, nil, fmt.Errorf("websocket: write handshake: %w", err)
-	}
-	_ = nc.SetDeadline(time.Time{})
 	return nc, early, nil
 }
 
-// writeFrame writes one unmasked, final frame (servers never mask).
-func writeFrame(nc net.Conn, op byte, payload []byte) error {
-	var hdr [10]byte
-	hdr[0] = 0x80 | op
-	n := 2
-	switch l := len(payload); {
-	case l < 126:
-		hdr[1] = byte(l)
-	case l <= 0xffff:
-		hdr[1] = 126
-		binary.BigEndian.PutUint16(hdr[2:], uint16(l))
-		n = 4
-	default:
-		hdr[1] = 127
-		binary.BigEndian.PutUint64(hdr[2:], uint64(l))
-		n = 10
+// validCloseCode reports whether a peer may send code in a close frame:
+// the codes RFC 6455 and IANA define for endpoints to send, and the ranges
+// left to libraries (3000-3999) and applications (4000-4999). 1005, 1006
+// and 1015 only ever describe a closure locally; everything else is
+// unassigned.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
 	}
-	if len(payload) <= 1024 {
-		// One small write beats writev's bookkeeping for typical messages.
-		buf := make([]byte, 0, n+len(payload))
-		buf = append(append(buf, hdr[:n]...), payload...)
-		_, err := nc.Write(buf)
+	return false
+}
+
+// closeReason makes s fit a close frame: valid UTF-8 (peers must close on
+// anything else) and at most maxCloseReason bytes, cut between characters.
+func closeReason(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxCloseReason {
+		return s
+	}
+	cut := maxCloseReason - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// writerPool holds the write buffers of connections whose writer is
+// running; an idle connection holds none.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+// writeFrame writes one unmasked, final frame (servers never mask) to w.
+func writeFrame(w *bufio.Writer, op ws.OpCode, payload []byte) error {
+	if err := ws.WriteHeader(w, ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}); err != nil {
 		return err
 	}
-	bufs := net.Buffers{hdr[:n], payload}
-	_, err := bufs.WriteTo(nc)
+	_, err := w.Write(payload)
 	return err
 }
 
-// closePayload is a close frame's body: the code, then the reason.
+// writeFrameNow writes one frame straight to nc under a deadline, for the
+// few frames no writer goroutine sends.
+func writeFrameNow(nc net.Conn, op ws.OpCode, payload []byte, timeout time.Duration) error {
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(nc)
+	defer func() { bw.Reset(nil); writerPool.Put(bw) }()
+	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+	if err := writeFrame(bw, op, payload); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// closePayload is a close frame's body: the code, then the reason (cut to fit).
 func closePayload(code int, reason string) []byte {
-	p := make([]byte, 2, 2+len(reason))
-	binary.BigEndian.PutUint16(p, uint16(code))
-	return append(p, reason...)
+	return ws.NewCloseFrameBody(ws.StatusCode(code), closeReason(reason))
 }
 
 // writeCloseNow sends a close frame on a connection no writer goroutine owns
 // yet, then drops it.
 func writeCloseNow(nc net.Conn, code int, reason string) {
-	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = writeFrame(nc, opClose, closePayload(code, reason))
+	_ = writeFrameNow(nc, ws.OpClose, closePayload(code, reason), time.Second)
 	_ = nc.Close()
 }
