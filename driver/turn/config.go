@@ -21,6 +21,9 @@ const (
 	// DefaultMaxTCPConnsPerAddr bounds TCP/TLS connections from one IPv4
 	// address or IPv6 /64: a browser needs one per TURN URL it tries.
 	DefaultMaxTCPConnsPerAddr = 32
+	// DefaultTCPFrameTimeout and DefaultTCPIdleTimeout: see Config.
+	DefaultTCPFrameTimeout = 5 * time.Second
+	DefaultTCPIdleTimeout  = 30 * time.Second
 )
 
 // Quotas bound how many allocations the server hands out. A request over any
@@ -94,6 +97,13 @@ type Config struct {
 	// MaxTCPConnsPerAddr bounds them per client IPv4 address or IPv6 /64;
 	// 0 means DefaultMaxTCPConnsPerAddr.
 	MaxTCPConnsPerAddr int
+	// TCPFrameTimeout is how long a TCP/TLS frame may take to arrive once
+	// its first byte is in; 0 means DefaultTCPFrameTimeout.
+	TCPFrameTimeout time.Duration
+	// TCPIdleTimeout is how long a TCP/TLS connection without an allocation
+	// may stay silent between frames (with one, the allocation's lifetime);
+	// 0 means DefaultTCPIdleTimeout.
+	TCPIdleTimeout time.Duration
 	// Registry receives the server's metrics; nil means a private registry.
 	Registry *prometheus.Registry
 	// Logger receives the server's logs; nil means hclog.NewNullLogger().
@@ -117,6 +127,8 @@ type settings struct {
 	sockBuf          int
 	maxTCP           int
 	maxTCPAddr       int
+	frameTimeout     time.Duration
+	idleTimeout      time.Duration
 }
 
 func (c Config) validate(numCPU int) (settings, error) {
@@ -219,6 +231,11 @@ func (c Config) validate(numCPU int) (settings, error) {
 	s.maxTCPAddr = orDefault(c.MaxTCPConnsPerAddr, DefaultMaxTCPConnsPerAddr)
 	if c.MaxTCPConnsPerAddr < 0 {
 		bad("MaxTCPConnsPerAddr: %d is negative", c.MaxTCPConnsPerAddr)
+	}
+	s.frameTimeout = orDefault(c.TCPFrameTimeout, DefaultTCPFrameTimeout)
+	s.idleTimeout = orDefault(c.TCPIdleTimeout, DefaultTCPIdleTimeout)
+	if c.TCPFrameTimeout < 0 || c.TCPIdleTimeout < 0 {
+		bad("TCPFrameTimeout/TCPIdleTimeout: %v/%v: negative", c.TCPFrameTimeout, c.TCPIdleTimeout)
 	}
 	for _, p := range c.AllowPeers {
 		if !p.IsValid() {

@@ -65,6 +65,10 @@ type Server struct {
 	closed         bool
 	reapWG         sync.WaitGroup
 	panicLogged    sync.Map // site -> struct{}: a stack is logged once per site
+
+	// packetHook, set by tests only, sees every client datagram and TCP
+	// frame first: the recover-boundary tests make it panic.
+	packetHook func(b []byte)
 }
 
 // clientKey names an allocation by its client transport address.

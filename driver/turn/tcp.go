@@ -36,15 +36,13 @@ type tcpListener struct {
 	byAddr map[netip.Prefix]int
 }
 
-// TCP timeouts. A frame must arrive whole within frameTimeout of its first
-// byte, so a client trickling bytes holds its slot for seconds, not forever.
-// Between frames a connection may idle for idleTimeout before it has an
-// allocation, and for an allocation's lifetime once it has one (a client
-// refreshes well within it).
+// TCP timeouts. A frame must arrive whole within Config.TCPFrameTimeout of
+// its first byte, so a client trickling bytes holds its slot for seconds,
+// not forever. Between frames a connection may idle for TCPIdleTimeout
+// before it has an allocation, and for an allocation's lifetime once it has
+// one (a client refreshes well within it).
 const (
 	firstByteTimeout   = 10 * time.Second
-	frameTimeout       = 5 * time.Second
-	idleTimeout        = 30 * time.Second
 	writeTimeout       = 5 * time.Second
 	allocationLifetime = 10 * time.Minute
 	// Accept back-off after an error such as EMFILE: doubling, capped.
@@ -149,7 +147,7 @@ func (t *tcpListener) classify(c *countedConn) {
 			t.srv.panicked("tcp_conn", r)
 		}
 	}()
-	_ = c.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(min(firstByteTimeout, t.srv.cfg.idleTimeout)))
 	var first [1]byte
 	if _, err := c.Conn.Read(first[:]); err != nil {
 		_ = c.Close()
@@ -260,7 +258,7 @@ func (f *frameConn) Read(p []byte) (n int, err error) {
 		}
 	}()
 	for {
-		idle := idleTimeout
+		idle := f.srv.cfg.idleTimeout
 		f.srv.mu.Lock()
 		if f.srv.byClient[clientKey{addr: f.client}] != nil {
 			idle = allocationLifetime
@@ -269,9 +267,12 @@ func (f *frameConn) Read(p []byte) (n int, err error) {
 		if f.r.Buffered() == 0 {
 			_ = f.Conn.SetReadDeadline(time.Now().Add(idle))
 		}
-		frame, err := readFrame(f.r, f.buf, func() { _ = f.Conn.SetReadDeadline(time.Now().Add(frameTimeout)) })
+		frame, err := readFrame(f.r, f.buf, func() { _ = f.Conn.SetReadDeadline(time.Now().Add(f.srv.cfg.frameTimeout)) })
 		if err != nil {
 			return 0, err
+		}
+		if h := f.srv.packetHook; h != nil {
+			h(frame)
 		}
 		if resp := f.srv.screenRequest(frame, f.client, false); resp != nil {
 			if _, err := f.Write(resp); err != nil {
