@@ -293,11 +293,12 @@ func TestPanicInAPeerHandlerDropsOnlyThatPeer(t *testing.T) {
 	ip := hostIP(t)
 	s, reg := testServer(t, nil)
 	poison := []byte("\x40\x00\x00\x06poison\x00\x00") // ChannelData, padded as on TCP
-	s.packetHook = func(b []byte) {
+	hook := func(b []byte) {
 		if bytes.Contains(b, []byte("poison")) {
 			panic("test: poisoned packet")
 		}
 	}
+	s.packetHook.Store(&hook)
 	peer := newEchoPeer(t, ip, true)
 	s.AllowFromCandidate("bystander", peer.candidate())
 	relay, err := newClient(t, s, "udp", s.Credentials("bystander")).allocate(t)

@@ -302,8 +302,8 @@ func (l *loop) readListener(ep *endpoint) {
 // channel goes straight out of the relay socket, anything else to pion.
 // It touches no loop state, so the fuzz target calls it directly.
 func (l *loop) clientPacket(ctrl *ctrlConn, clients map[netip.AddrPort]*relayConn, b []byte, src netip.AddrPort) {
-	if h := l.srv.packetHook; h != nil {
-		h(b)
+	if h := l.srv.packetHook.Load(); h != nil {
+		(*h)(b)
 	}
 	num, payload, isChannel, ok := parseChannelData(b)
 	if !isChannel {

@@ -68,7 +68,7 @@ type Server struct {
 
 	// packetHook, set by tests only, sees every client datagram and TCP
 	// frame first: the recover-boundary tests make it panic.
-	packetHook func(b []byte)
+	packetHook atomic.Pointer[func(b []byte)]
 }
 
 // clientKey names an allocation by its client transport address.

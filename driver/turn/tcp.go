@@ -271,8 +271,8 @@ func (f *frameConn) Read(p []byte) (n int, err error) {
 		if err != nil {
 			return 0, err
 		}
-		if h := f.srv.packetHook; h != nil {
-			h(frame)
+		if h := f.srv.packetHook.Load(); h != nil {
+			(*h)(frame)
 		}
 		if resp := f.srv.screenRequest(frame, f.client, false); resp != nil {
 			if _, err := f.Write(resp); err != nil {
