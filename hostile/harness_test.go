@@ -398,7 +398,15 @@ type WSPeer struct {
 	In   chan Msg
 	done chan struct{}
 	err  error // why the reader ended
+	gate sync.RWMutex // held for writing while reading is paused
 }
+
+// Pause stops reading the connection (after the message being read), so the
+// server's writes to it back up, as with a peer that reads slowly.
+func (p *WSPeer) Pause() { p.gate.Lock() }
+
+// Resume reads again after Pause.
+func (p *WSPeer) Resume() { p.gate.Unlock() }
 
 // DialPeer connects a well-behaved client to url.
 func DialPeer(tb testing.TB, name, url string) *WSPeer {
@@ -413,6 +421,11 @@ func DialPeer(tb testing.TB, name, url string) *WSPeer {
 		tb.Fatalf("%s: dial %s: %v %s", name, url, err, status)
 	}
 	p := &WSPeer{Name: name, ws: ws, In: make(chan Msg, 1024), done: make(chan struct{})}
+	// Small socket buffers, so that a paused reader backs the server up
+	// with megabytes rather than whatever the kernel would buffer.
+	if tc, ok := ws.NetConn().(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(64 << 10)
+	}
 	go p.readLoop()
 	tb.Cleanup(func() { _ = ws.Close(); <-p.done })
 	return p
@@ -422,6 +435,8 @@ func (p *WSPeer) readLoop() {
 	defer close(p.done)
 	defer close(p.In)
 	for {
+		p.gate.RLock()
+		p.gate.RUnlock()
 		_, data, err := p.ws.ReadMessage()
 		if err != nil {
 			p.err = err
@@ -655,11 +670,22 @@ type RawConn struct {
 // handshake by hand, so that anything may follow.
 func DialRaw(tb testing.TB, wsURL string) *RawConn {
 	tb.Helper()
+	return DialRawFrom(tb, wsURL, nil)
+}
+
+// DialRawFrom is DialRaw from a given local address (nil: any), e.g. one of
+// 127.0.0.0/8 to stay within a per-address connection cap.
+func DialRawFrom(tb testing.TB, wsURL string, local net.IP) *RawConn {
+	tb.Helper()
 	u, err := url.Parse(wsURL)
 	if err != nil {
 		tb.Fatalf("url %q: %v", wsURL, err)
 	}
-	nc, err := net.DialTimeout("tcp", u.Host, waitFor)
+	d := net.Dialer{Timeout: waitFor}
+	if local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	nc, err := d.Dial("tcp", u.Host)
 	if err != nil {
 		tb.Fatalf("dial %s: %v", u.Host, err)
 	}
@@ -744,6 +770,39 @@ func (c *RawConn) ReadUntilClose(tb testing.TB) CloseResult {
 				r.Reason = string(body[2:])
 			}
 			return r
+		}
+	}
+}
+
+// TryReadClose is ReadUntilClose for a connection the server may have left
+// open: ok is false when it has not ended it within a moment.
+func (c *RawConn) TryReadClose() (r CloseResult, ok bool) {
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(c.R, h[:]); err != nil {
+			if isTimeout(err) {
+				return CloseResult{}, false
+			}
+			return CloseResult{Dropped: true}, true
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var b [2]byte
+			if _, err := io.ReadFull(c.R, b[:]); err != nil {
+				return CloseResult{Dropped: true}, true
+			}
+			n = int(b[0])<<8 | int(b[1])
+		case 127:
+			return CloseResult{}, false // the server sends nothing this big to players
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(c.R, body); err != nil {
+			return CloseResult{Dropped: true}, true
+		}
+		if h[0]&0x0f == 0x8 && len(body) >= 2 {
+			return CloseResult{Code: int(body[0])<<8 | int(body[1]), Reason: string(body[2:]), RawBody: body}, true
 		}
 	}
 }

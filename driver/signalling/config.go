@@ -87,7 +87,7 @@ type Limits struct {
 	StreamerSendQueue int
 	// SendQueueBytes bounds the bytes waiting for one player or SFU (default
 	// 1 MiB); past it the peer is dropped as too slow. StreamerSendQueueBytes
-	// does the same for a streamer (default 16 MiB), except that a player
+	// does the same for a streamer (default 8 MiB), except that a player
 	// whose message would take the streamer's queue within an eighth of it
 	// is closed with 1013 instead, so players cannot drop the streamer.
 	// Each must be at least MaxMessageBytes.
@@ -233,7 +233,7 @@ func (l Limits) withDefaults() Limits {
 		}
 	}
 	def64(&l.SendQueueBytes, 1<<20)
-	def64(&l.StreamerSendQueueBytes, 16<<20)
+	def64(&l.StreamerSendQueueBytes, 8<<20)
 	def64(&l.MaxPendingBytes, 16<<20)
 	defDur(&l.FrameTimeout, 5*time.Second)
 	defDur(&l.PingInterval, 20*time.Second)

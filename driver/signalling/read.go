@@ -91,6 +91,9 @@ func (c *conn) readWake() {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(source{c})
 	c.peekOnce = true
+	// The deadline left by the last wake-up has passed by now, and even the
+	// non-blocking first read checks it.
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.limits.FrameTimeout))
 	err := c.readFrames(br, false)
 	br.Reset(nil)
 	readerPool.Put(br)
