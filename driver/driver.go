@@ -167,6 +167,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		RuntimeDir: prep.runtimeDir, XvfbPath: prep.xvfb,
 		GPUEnv: prep.gpu.Env, GPUArgs: prep.gpu.Args,
 		PlayerListen: prep.playerListen, TURNListen: prep.turnListen,
+		PlayerPublic: prep.playerPublic, TURNPublic: prep.turnPublic, RelayIP: prep.relayIP,
 	}
 	fail := func(err error) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
 		_ = os.RemoveAll(prep.runtimeDir)
@@ -286,7 +287,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	}
 	d.tasks.Set(ts.TaskConfig.ID, h)
 	go h.run()
-	go h.followEvents(d.ctx, st.LastSeq, time.Second, nil)
+	go h.followEvents(d.ctx, st.Delivered, time.Second, nil)
 	return nil
 }
 

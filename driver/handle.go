@@ -72,20 +72,26 @@ func (h *taskHandle) run() {
 	}
 	// The supervisor's own account says whether the session failed (a
 	// component died) rather than the app simply exiting.
-	if r, rerr := session.ReadResult(h.runtimeDir); rerr == nil {
+	startErr := fmt.Errorf("session exited before the app started (exit code %d)", res.ExitCode)
+	r, rerr := session.ReadResult(h.runtimeDir)
+	switch {
+	case rerr == nil:
 		if r.Error != "" {
 			res.Err = errors.New("session failed: " + r.Error)
+			startErr = fmt.Errorf("session failed before the app started: %s", r.Error)
 		}
 		if r.Signal != 0 {
 			res.Signal = r.Signal
 		}
+	case !errors.Is(rerr, os.ErrNotExist):
+		h.logger.Warn("session result unreadable", "error", rerr)
 	}
 	h.mu.Lock()
 	h.procState = drivers.TaskStateExited
 	h.completed = time.Now()
 	h.result = res
 	h.mu.Unlock()
-	h.finishStart(fmt.Errorf("session exited before the app started (exit code %d)", res.ExitCode))
+	h.finishStart(startErr)
 	close(h.doneCh)
 }
 

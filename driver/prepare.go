@@ -28,8 +28,13 @@ type prepared struct {
 	runtimeDir string
 	homeDir    string
 	gpu        gpu.Assignment
-	// playerListen and turnListen are host:port of the job's port labels.
+	// playerListen and turnListen are where the session binds the job's
+	// port labels; playerPublic and turnPublic what players are told.
 	playerListen, turnListen string
+	playerPublic, turnPublic string
+	// relayIP is the address TURN relays bind to in a group network
+	// namespace (the allocation's own address); "" in host mode.
+	relayIP string
 	// notices become task events once the task runs (GPU mapping warnings).
 	notices []string
 }
@@ -39,20 +44,24 @@ type prepared struct {
 // behind when it fails.
 func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskConfig, self string, node *nodeInfo) (*prepared, error) {
 	var errs []error
+	// Nomad interpolated the config; what it left as written may still name
+	// a variable of the task env (a template's env file, NOMAD_META_*).
+	tc.ResolveNetwork(cfg.Env)
 	if err := tc.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if tc.Audio && !node.audio.Available {
 		errs = append(errs, fmt.Errorf("audio: this node has no PipeWire stack (%s); install it, or set audio = false in the task config", node.audio.Hint))
 	}
-	playerListen, err := portAddr(cfg, "http_port", tc.HTTPPort)
+	player, err := portAddr(cfg, "http_port", tc.HTTPPort)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	turnListen, err := portAddr(cfg, "turn_port", tc.TURNPort)
+	turnB, err := portAddr(cfg, "turn_port", tc.TURNPort)
 	if err != nil {
 		errs = append(errs, err)
 	}
+	turnPublic := advertisedTURN(turnB, tc)
 	assignment, isolate, notices, err := mapGPU(pc, cfg, tc, node.gpu)
 	if err != nil {
 		errs = append(errs, err)
@@ -109,7 +118,8 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 		return nil, fmt.Errorf("chown home dir: %w", err)
 	}
 	return &prepared{uid: uid, gid: gid, executable: executable, xvfb: xvfb, runtimeDir: rt, homeDir: home,
-		gpu: assignment, notices: notices, playerListen: playerListen, turnListen: turnListen}, nil
+		gpu: assignment, notices: notices, playerListen: player.listen, turnListen: turnB.listen,
+		playerPublic: player.public, turnPublic: turnPublic, relayIP: relayIP(cfg, tc.TURNPort, turnB)}, nil
 }
 
 // taskUser resolves the task's user; an empty user means the agent's own.
@@ -275,11 +285,23 @@ func mapGPU(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskConf
 	return a, isolate, notices, nil
 }
 
-// portAddr resolves a task config port label to the host address Nomad
-// reserved for it.
-func portAddr(cfg *drivers.TaskConfig, field, label string) (string, error) {
+// binding is where the session binds a port label and what players are told.
+type binding struct {
+	// listen is the bind address: the host address and port in host mode;
+	// 0.0.0.0 and the label's `to` (or, without one, the host port) inside a
+	// group network namespace (bridge, CNI), where Nomad forwards the host
+	// port to it.
+	listen string
+	// public is host:port of the host side of the mapping.
+	public string
+	bridge bool
+}
+
+// portAddr resolves a task config port label to where the session binds it
+// and the host side Nomad reserved for it.
+func portAddr(cfg *drivers.TaskConfig, field, label string) (binding, error) {
 	if label == "" {
-		return "", nil
+		return binding{}, nil
 	}
 	if cfg.Resources != nil && cfg.Resources.Ports != nil {
 		if p, ok := cfg.Resources.Ports.Get(label); ok {
@@ -287,8 +309,51 @@ func portAddr(cfg *drivers.TaskConfig, field, label string) (string, error) {
 			if host == "" {
 				host = "0.0.0.0"
 			}
-			return net.JoinHostPort(host, strconv.Itoa(p.Value)), nil
+			b := binding{listen: net.JoinHostPort(host, strconv.Itoa(p.Value)), public: net.JoinHostPort(host, strconv.Itoa(p.Value))}
+			if groupNetwork(cfg) {
+				to := p.To
+				if to <= 0 { // unset, or -1: the same number as the host port
+					to = p.Value
+				}
+				b.listen, b.bridge = net.JoinHostPort("0.0.0.0", strconv.Itoa(to)), true
+			}
+			return b, nil
 		}
 	}
-	return "", fmt.Errorf("%s: no port labelled %q in the group's network block; add network { port %q {} } to the group", field, label, label)
+	return binding{}, fmt.Errorf("%s: no port labelled %q in the group's network block; add network { port %q {} } to the group", field, label, label)
+}
+
+// groupNetwork reports whether the task runs in the allocation's own network
+// namespace (network mode "bridge" or "cni/..."), not the host's.
+func groupNetwork(cfg *drivers.TaskConfig) bool {
+	ni := cfg.NetworkIsolation
+	return ni != nil && ni.Mode == drivers.NetIsolationModeGroup && ni.Path != ""
+}
+
+// advertisedTURN is the TURN host:port players are told: turn.public_address
+// or the host address, turn.public_port or the host port.
+func advertisedTURN(b binding, tc *config.TaskConfig) string {
+	if b.public == "" {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(b.public)
+	if tc.TURN.PublicAddress != "" {
+		host = tc.TURN.PublicAddress
+	}
+	if n := tc.PublicPortNumber(); n > 0 {
+		port = strconv.Itoa(n)
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// relayIP is the address TURN relays bind to and advertise inside a group
+// network namespace: the allocation's own address, which the streamer and
+// the relays of the same session reach each other at (the host address is
+// not local there). "" in host mode and when Nomad did not say, in which
+// case the session finds it from its interfaces.
+func relayIP(cfg *drivers.TaskConfig, label string, b binding) string {
+	if !b.bridge {
+		return ""
+	}
+	return cfg.Env["NOMAD_ALLOC_IP_"+label]
 }

@@ -47,7 +47,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startAgent(t *testing.T) *agent {
+// agentOption changes the agent's configuration before it starts.
+type agentOption func(t *testing.T, cfg string) string
+
+func startAgent(t *testing.T, opts ...agentOption) *agent {
 	t.Helper()
 	for _, b := range []string{"nomad", "nomad-driver-pixelstream", "probe"} {
 		if _, err := os.Stat(bin(b)); err != nil {
@@ -77,6 +80,9 @@ func startAgent(t *testing.T) *agent {
 	cfg = strings.Replace(cfg, `runtime_dir = "/run/pixelstream"`, fmt.Sprintf("runtime_dir = %q", filepath.Join(dir, "rt")), 1)
 	if !strings.Contains(cfg, filepath.Join(dir, "rt")) {
 		t.Fatal("example/agent.hcl no longer sets runtime_dir = \"/run/pixelstream\"; update the e2e agent")
+	}
+	for _, o := range opts {
+		cfg = o(t, cfg)
 	}
 	cfg += fmt.Sprintf(`
 log_level = "DEBUG"

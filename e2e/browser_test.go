@@ -65,6 +65,13 @@ func (l *lockedBuffer) tail(n int) string {
 
 func startChromium(t *testing.T) *chromium {
 	t.Helper()
+	return startChromiumEnv(t, nil)
+}
+
+// startChromiumEnv starts the browser with extra environment variables (a
+// HOME whose NSS database trusts a test CA, say).
+func startChromiumEnv(t *testing.T, env []string) *chromium {
+	t.Helper()
 	dir := filepath.Join(repo, "e2e", "browser")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
 		t.Fatalf("playwright-core missing: run `npm --prefix e2e/browser ci` first (%v)", err)
@@ -75,6 +82,9 @@ func startChromium(t *testing.T) *chromium {
 	c := &chromium{t: t, out: make(chan reply, 16), stderr: &lockedBuffer{}}
 	c.cmd = exec.Command("node", filepath.Join(dir, "player.mjs"))
 	c.cmd.Dir = dir
+	if env != nil {
+		c.cmd.Env = append(os.Environ(), env...)
+	}
 	c.cmd.Stderr = c.stderr
 	var err error
 	if c.in, err = c.cmd.StdinPipe(); err != nil {

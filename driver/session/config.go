@@ -39,6 +39,16 @@ type Config struct {
 	// http_port and turn_port labels; "" when the job set none.
 	PlayerListen string `json:"player_listen,omitempty"`
 	TURNListen   string `json:"turn_listen,omitempty"`
+	// PlayerPublic and TURNPublic are host:port players reach those ports
+	// at: the host side of Nomad's port mapping, or turn.public_address and
+	// turn.public_port. They differ from the listen addresses in a group
+	// network namespace (bridge mode) and behind NAT.
+	PlayerPublic string `json:"player_public,omitempty"`
+	TURNPublic   string `json:"turn_public,omitempty"`
+	// RelayIP is, in a group network namespace, the allocation's own address:
+	// TURN relays bind to it and advertise it (the host address is not local
+	// there). "" in host mode; in a namespace "" means find it.
+	RelayIP string `json:"relay_ip,omitempty"`
 }
 
 // File names inside the runtime dir, shared by the driver and the supervisor.
@@ -86,6 +96,18 @@ type Result struct {
 	ExitCode int    `json:"exit_code"`
 	Signal   int    `json:"signal,omitempty"`
 	Error    string `json:"error,omitempty"`
+}
+
+// WriteResult leaves r in runtimeDir for the driver.
+func WriteResult(runtimeDir string, r *Result) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode session result: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(runtimeDir, ResultFile), b, 0o600); err != nil {
+		return fmt.Errorf("write session result: %w", err)
+	}
+	return nil
 }
 
 // ReadResult reads a session's result file.

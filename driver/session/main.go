@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -25,12 +27,16 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, "session: --config is required; the driver starts this subcommand, users need not")
 		return 2
 	}
+	// The config sits in the session's runtime dir, where the driver looks
+	// for the result: a supervisor that fails this early still says why.
+	runtimeDir := filepath.Dir(*cfgPath)
 	cfg, err := LoadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "[pixelstream] %v\n", err)
+		_ = WriteResult(runtimeDir, &Result{ExitCode: 1, Error: err.Error()})
 		return 1
 	}
-	r := Run(cfg, os.Stderr)
+	r := runRecovered(cfg, runtimeDir)
 	if r.Signal != 0 {
 		// Die the way the app died so Nomad reports the signal, as it would
 		// for an app it had started itself.
@@ -39,6 +45,20 @@ func Main(args []string) int {
 		_ = syscall.Kill(os.Getpid(), sig)
 	}
 	return r.ExitCode
+}
+
+// runRecovered runs the supervisor; a bug in it ends the session with a
+// result naming the panic (and the stack on stderr, in the task's logs)
+// rather than with a bare exit code.
+func runRecovered(cfg *Config, runtimeDir string) (r *Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(os.Stderr, "[pixelstream] session supervisor panic: %v\n%s", p, debug.Stack())
+			r = &Result{ExitCode: 1, Error: fmt.Sprintf("session supervisor crashed: %v", p)}
+			_ = WriteResult(runtimeDir, r)
+		}
+	}()
+	return Run(cfg, os.Stderr)
 }
 
 func execMain(args []string) int {

@@ -56,7 +56,12 @@ type State struct {
 	Players     int         `json:"players"`
 	Components  []Component `json:"components"`
 	LastSeq     uint64      `json:"last_seq"`
-	StartedAt   time.Time   `json:"started_at"`
+	// Delivered is the last event the driver has turned into a Nomad task
+	// event: it asks for events after N only once it has delivered N. A
+	// restarted plugin resumes from here, so events emitted while no plugin
+	// was listening still reach Nomad.
+	Delivered uint64    `json:"delivered"`
+	StartedAt time.Time `json:"started_at"`
 }
 
 // maxEvents bounds the event history the supervisor keeps for a driver that
@@ -122,10 +127,14 @@ func (s *stateStore) snapshot() State {
 	return st
 }
 
-// eventsAfter returns the events after seq and a channel closed on the next change.
+// eventsAfter returns the events after seq and a channel closed on the next
+// change. Asking for events after seq acknowledges every event up to seq.
 func (s *stateStore) eventsAfter(seq uint64) ([]Event, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if seq > s.state.Delivered && seq <= s.state.LastSeq {
+		s.state.Delivered = seq
+	}
 	var out []Event
 	for _, e := range s.events {
 		if e.Seq > seq {

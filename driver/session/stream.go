@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
@@ -37,11 +38,15 @@ func (s *supervisor) startStream() error {
 	if s.cfg.TURNListen != "" {
 		cfg := turn.Config{
 			Listen:   s.cfg.TURNListen,
-			PublicIP: task.TURN.PublicAddress,
 			Registry: registry,
 			Logger:   s.logger.Named("turn"),
 		}
 		if task.TURN.TLS.CertFile != "" {
+		// Players get turn.public_address/public_port in their URLs
+		// (iceOptions); relays advertise the session's local address.
+		if err := s.turnAddresses(&cfg); err != nil {
+			return err
+		}
 			cfg.CertFile = s.taskPath(task.TURN.TLS.CertFile)
 			cfg.KeyFile = s.taskPath(task.TURN.TLS.KeyFile)
 		}
@@ -54,15 +59,16 @@ func (s *supervisor) startStream() error {
 		}
 		st.turn = t
 		hooks.PlayerPeerOptions = func(playerID string) json.RawMessage {
-			b, _ := json.Marshal(map[string]any{"iceServers": []turn.ICEServer{t.Credentials(playerID)}})
-			return b
+			return iceOptions(t, playerID, s.cfg.TURNPublic)
 		}
 		hooks.StreamerSDP = t.AllowFromSDP
 		hooks.StreamerCandidate = t.AllowFromCandidate
 		// The streamer relays too, as with Epic's stack: Epic's frontend with
 		// ForceTURN keeps only relay candidates of the streamer. Its
 		// allocation may reach what the players advertised to it.
-		hooks.StreamerPeerOptions = hooks.PlayerPeerOptions
+		// It reaches TURN at a local address (see streamerTURN).
+		streamerTURN := s.streamerTURN(t)
+		hooks.StreamerPeerOptions = func(id string) json.RawMessage { return iceOptions(t, id, streamerTURN) }
 		hooks.PlayerSDP = t.AllowFromSDP
 		hooks.PlayerCandidate = t.AllowFromCandidate
 		hooks.StreamerLeft = t.Revoke
@@ -70,6 +76,22 @@ func (s *supervisor) startStream() error {
 	hooks.Event = func(e signalling.Event) { s.onStreamEvent(st, e) }
 	hooks.StatusExtra = s.lc.timeLeft
 
+	playerTLS, err := s.playerTLS()
+	if err != nil {
+		if st.turn != nil {
+			_ = st.turn.Close()
+		}
+		return fmt.Errorf("start signalling: %w", err)
+	}
+	if s.cfg.PlayerPublic != "" {
+		// /api/status says where players reach the session, not where it binds.
+		pub := s.publicEndpoints("")
+		hooks.StatusExtra = func() map[string]any {
+			m := s.lc.timeLeft()
+			m["endpoints"] = pub
+			return m
+		}
+	}
 	// Without an http_port the player endpoint stays on loopback, reachable
 	// only from the node (nomad alloc exec), never from the network.
 	playerListen := s.cfg.PlayerListen
@@ -83,6 +105,7 @@ func (s *supervisor) startStream() error {
 		PlayerToken:    task.Auth.Token,
 		HTTPRoot:       s.optionalTaskPath(task.HTTPRoot),
 		Hooks:          hooks,
+		PlayerTLS:      playerTLS,
 		Registry:       registry,
 		Logger:         s.logger.Named("signalling"),
 	})
@@ -100,12 +123,22 @@ func (s *supervisor) startStream() error {
 	s.store.setComponent(Component{Name: "signalling", State: "running"})
 	details := map[string]string{"streamer": "ws://" + sig.StreamerAddr().String()}
 	msg := "Signalling listening for the streamer on " + sig.StreamerAddr().String()
-	details["player"] = "http://" + sig.PlayerAddr().String() + "/"
-	msg += ", players on http://" + sig.PlayerAddr().String() + "/"
+	pub := s.publicEndpoints(sig.PlayerAddr().String())
+	details["player"] = pub.Player
+	msg += ", players on " + pub.Player
+	if bound := sig.PlayerAddr().String(); s.cfg.PlayerPublic != "" && bound != s.cfg.PlayerPublic {
+		details["player_bind"] = bound
+		msg += " (bound to " + bound + " in the allocation's network namespace)"
+	}
 	if st.turn != nil {
 		s.store.setComponent(Component{Name: "turn", State: "running"})
 		details["turn"] = st.turn.Addr().String()
-		msg += ", TURN on " + st.turn.Addr().String()
+		turnAt := st.turn.Addr().String()
+		if pub.TURN != "" && pub.TURN != turnAt {
+			details["turn"], details["turn_bind"] = pub.TURN, turnAt
+			turnAt = pub.TURN + " (bound to " + turnAt + ")"
+		}
+		msg += ", TURN on " + turnAt
 	}
 	s.store.emit(EventComponentStarted, msg, details)
 	return nil
@@ -139,12 +172,16 @@ func (s *supervisor) onStreamEvent(st *stream, e signalling.Event) {
 }
 
 // stop closes players cleanly, then drops TURN allocations.
-func (st *stream) stop() {
+func (st *stream) stop(log hclog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = st.signalling.Shutdown(ctx)
+	if err := st.signalling.Shutdown(ctx); err != nil {
+		log.Warn("signalling did not shut down cleanly", "error", err)
+	}
 	if st.turn != nil {
-		_ = st.turn.Close()
+		if err := st.turn.Close(); err != nil {
+			log.Warn("TURN server did not close cleanly", "error", err)
+		}
 	}
 }
 

@@ -2,13 +2,13 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -222,8 +222,10 @@ func (s *supervisor) startApp(streamerURL string, sessionEnv []string) error {
 	s.lc.appStarted(time.Now())
 	s.store.setComponent(Component{Name: "app", Pid: pid, State: "running"})
 	s.store.update(func(st *State) { st.Phase = PhaseRunning; st.AppPid = pid })
+	// No arguments in the event: Nomad shows event details to anyone who may
+	// read the job, and arguments may carry secrets.
 	s.store.emit(EventAppStarted, fmt.Sprintf("App started (pid %d) on display %s", pid, s.display.Name()),
-		map[string]string{"pid": strconv.Itoa(pid), "args": strings.Join(args, " ")})
+		map[string]string{"pid": strconv.Itoa(pid), "executable": filepath.Base(s.cfg.Executable), "arg_count": strconv.Itoa(len(args))})
 	s.logger.Info("app started", "pid", pid, "executable", s.cfg.Executable, "display", s.display.Name())
 	return nil
 }
@@ -346,21 +348,27 @@ func (s *supervisor) teardown() {
 		_ = syscall.Kill(-s.app.Process.Pid, syscall.SIGKILL)
 	}
 	if s.stream != nil {
-		s.stream.stop()
+		s.stream.stop(s.logger)
 	}
 	if s.audio != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = s.audio.Stop(ctx)
+		if err := s.audio.Stop(ctx); err != nil {
+			s.logger.Warn("audio stack did not stop cleanly", "error", err)
+		}
 		cancel()
 		s.publishAudio()
 	}
 	if s.display != nil {
-		_ = s.display.Stop(context.Background())
+		if err := s.display.Stop(context.Background()); err != nil {
+			s.logger.Warn("display did not stop cleanly", "display", s.display.Name(), "error", err)
+		}
 		s.store.setComponent(Component{Name: "xvfb", Pid: s.display.Pid(), State: "stopped"})
 	}
 	// Whatever is still a child of ours now is an orphan the app left.
 	killOrphans()
-	_ = os.Remove(s.cfg.Path(EnvFile))
+	if err := os.Remove(s.cfg.Path(EnvFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.logger.Warn("remove session env file", "error", err)
+	}
 }
 
 // killOrphans SIGKILLs processes reparented to the supervisor (it is a child
@@ -417,8 +425,8 @@ func (s *supervisor) finish(r *Result) *Result {
 		msg = fmt.Sprintf("App killed by %s", signalName(syscall.Signal(r.Signal)))
 	}
 	s.store.emit(EventAppExited, msg, nil)
-	if b, err := json.Marshal(r); err == nil {
-		_ = os.WriteFile(s.cfg.Path(ResultFile), b, 0o600)
+	if err := WriteResult(s.cfg.RuntimeDir, r); err != nil {
+		s.logger.Error("driver will not know why the session ended", "error", err)
 	}
 	if r.Error != "" {
 		s.logger.Error("session failed", "error", r.Error)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -217,5 +218,81 @@ func TestCertReloaderRefusesBadFiles(t *testing.T) {
 				t.Fatalf("error %v does not say %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestPlayerPortTLS runs the server with a TLS player port: the page, the
+// API and the player WebSocket answer over TLS only, and a player connected
+// before a certificate rotation keeps exchanging messages after it.
+func TestPlayerPortTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca := newTestCA(t)
+	c1, k1 := ca.issue(t, "first")
+	writeAtomic(t, certFile, c1)
+	writeAtomic(t, keyFile, k1)
+	r, err := NewCertReloader(certFile, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	var clockMu sync.Mutex
+	r.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	s := startServer(t, Config{PlayerTLS: r.TLSConfig()})
+	addr := s.PlayerAddr().String()
+	client := &http.Client{Timeout: waitFor, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+
+	for _, path := range []string{"/", "/api/status", "/healthz"} {
+		resp, err := client.Get("https://" + addr + path)
+		if err != nil {
+			t.Fatalf("https %s: %v", path, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("https %s: %s", path, resp.Status)
+		}
+	}
+	// Plain HTTP on the TLS port gets no page.
+	if resp, err := (&http.Client{Timeout: waitFor}).Get("http://" + addr + "/"); err == nil {
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP on the TLS player port answered 200")
+		}
+	}
+	// Plain ws:// is refused too.
+	if ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil); err == nil {
+		_ = ws.Close()
+		t.Fatal("a plain WebSocket opened on the TLS player port")
+	}
+
+	wss := &websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: ca.pool}, HandshakeTimeout: waitFor}
+	streamer := newStreamer(t, s, "tls-streamer")
+	ws, _, err := wss.Dial("wss://"+addr+"/", nil)
+	if err != nil {
+		t.Fatalf("wss player: %v", err)
+	}
+	player := &peer{t: t, name: "wss player", ws: ws}
+	t.Cleanup(func() { _ = ws.Close() })
+	player.recv() // config
+	subscribe(t, player, streamer, "tls-streamer")
+
+	c2, k2 := ca.issue(t, "second")
+	writeAtomic(t, certFile, c2)
+	writeAtomic(t, keyFile, k2)
+	clockMu.Lock()
+	clock = clock.Add(certCheckInterval)
+	clockMu.Unlock()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "second" {
+		t.Fatalf("after rotation a new connection got %q, want second", cn)
+	}
+	_ = conn.Close()
+	// The player from before the rotation still talks to the streamer.
+	player.send(`{"type":"iceCandidate","candidate":{"candidate":"candidate:1 1 udp 1 192.0.2.7 5000 typ host","sdpMid":"0","sdpMLineIndex":0}}`)
+	if got := streamer.recv(); !strings.Contains(got, "192.0.2.7") {
+		t.Fatalf("streamer got %s, want the player's candidate after the rotation", got)
 	}
 }
