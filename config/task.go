@@ -159,10 +159,15 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	})),
 	"turn": hclspec.NewBlock("turn", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"public_address": hclspec.NewAttr("public_address", "string", false),
+		"public_port":    hclspec.NewAttr("public_port", "string", false),
 		"tls": hclspec.NewBlock("tls", false, hclspec.NewObject(map[string]*hclspec.Spec{
 			"cert_file": hclspec.NewAttr("cert_file", "string", true),
 			"key_file":  hclspec.NewAttr("key_file", "string", true),
 		})),
+	})),
+	"tls": hclspec.NewBlock("tls", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"cert_file": hclspec.NewAttr("cert_file", "string", true),
+		"key_file":  hclspec.NewAttr("key_file", "string", true),
 	})),
 	"idle_timeout":         hclspec.NewAttr("idle_timeout", "string", false),
 	"max_session_duration": hclspec.NewAttr("max_session_duration", "string", false),
@@ -186,16 +191,11 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		),
 	})),
 })
-		"public_port":    hclspec.NewAttr("public_port", "string", false),
 
 // Resolution is a parsed WIDTHxHEIGHT.
 type Resolution struct{ Width, Height int }
 
 func (r Resolution) String() string { return fmt.Sprintf("%dx%d", r.Width, r.Height) }
-	"tls": hclspec.NewBlock("tls", false, hclspec.NewObject(map[string]*hclspec.Spec{
-		"cert_file": hclspec.NewAttr("cert_file", "string", true),
-		"key_file":  hclspec.NewAttr("key_file", "string", true),
-	})),
 
 // ParseResolution parses "WIDTHxHEIGHT" and checks it against what Xvfb, Unreal
 // and the video encoders accept.
