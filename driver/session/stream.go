@@ -41,12 +41,12 @@ func (s *supervisor) startStream() error {
 			Registry: registry,
 			Logger:   s.logger.Named("turn"),
 		}
-		if task.TURN.TLS.CertFile != "" {
 		// Players get turn.public_address/public_port in their URLs
 		// (iceOptions); relays advertise the session's local address.
 		if err := s.turnAddresses(&cfg); err != nil {
 			return err
 		}
+		if task.TURN.TLS.CertFile != "" {
 			cfg.CertFile = s.taskPath(task.TURN.TLS.CertFile)
 			cfg.KeyFile = s.taskPath(task.TURN.TLS.KeyFile)
 		}
