@@ -182,6 +182,13 @@ func (a *agent) shutdown() {
 		for _, j := range jobs {
 			_, _ = a.nomadErr("job", "stop", "-purge", j.ID)
 		}
+		// The agent leaves running allocations alone when it exits: wait
+		// until every session has ended and its alloc dir (with Nomad's
+		// secrets and private tmpfs mounts) is gone, or the test leaves
+		// executors and mounts behind.
+		if left := a.waitAllocsGone(60 * time.Second); left != "" {
+			a.t.Errorf("stopping every job left this behind after 60s:\n%s", left)
+		}
 	}
 	if running {
 		_ = a.cmd.Process.Signal(syscall.SIGINT)
@@ -198,6 +205,66 @@ func (a *agent) shutdown() {
 	}
 	a.logFile.Close()
 	_ = os.RemoveAll(a.dir)
+}
+
+// waitAllocsGone waits until no allocation is pending or running, no
+// process runs from the agent's data dir and nothing is mounted under it.
+// It returns what was still there at the timeout ("" when all went).
+func (a *agent) waitAllocsGone(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		var left []string
+		var list []allocation
+		if err := a.api("/v1/allocations", &list); err != nil {
+			left = append(left, "allocation list: "+err.Error())
+		}
+		for _, al := range list {
+			if al.ClientStatus == "pending" || al.ClientStatus == "running" {
+				left = append(left, fmt.Sprintf("allocation %s %s", al.ID, al.ClientStatus))
+			}
+		}
+		if len(left) == 0 {
+			// Terminal allocations are collected on the next GC; ask for it
+			// so their mounts go now.
+			_, _ = a.nomadErr("system", "gc")
+			left = append(left, a.leftUnder()...)
+		}
+		if len(left) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(left, "\n")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// leftUnder lists processes (other than the agent and its plugin) whose
+// command line or working dir is in the agent's dir, and mounts under it.
+func (a *agent) leftUnder() []string {
+	var left []string
+	dataDir := filepath.Join(a.dir, "data")
+	plugin := filepath.Join(a.dir, "plugins", "nomad-driver-pixelstream")
+	for _, pid := range allPids() {
+		if pid == a.cmd.Process.Pid || !alive(pid) {
+			continue
+		}
+		args := cmdline(pid)
+		if len(args) == 1 && args[0] == plugin {
+			continue // the plugin itself goes with the agent
+		}
+		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if strings.HasPrefix(cwd, dataDir) || (len(args) > 0 && strings.HasPrefix(args[0], a.dir)) {
+			left = append(left, fmt.Sprintf("process %d: %s", pid, strings.Join(args, " ")))
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dataDir+"/") {
+			left = append(left, "mount "+f[4])
+		}
+	}
+	return left
 }
 
 // nomad runs the nomad CLI against the agent and fails the test on error.

@@ -49,7 +49,9 @@ func startConsul(t *testing.T) *consul {
 		// Publish every check result at once: by default a check whose status
 		// stays the same has its new output held back for five minutes, and
 		// the output is what shows that Consul really ran the check.
-		"-hcl", `check_update_interval = "0s"`)
+		"-hcl", `check_update_interval = "0s"`,
+		// No call to HashiCorp's update-check service.
+		"-hcl", `disable_update_check = true`)
 	c.cmd.Env = append(os.Environ(), "CHECKPOINT_DISABLE=1")
 	c.cmd.Stdout, c.cmd.Stderr = c.logFile, c.logFile
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -6,6 +6,10 @@ data_dir   = "@DIR@/data"
 plugin_dir = "@DIR@/plugins"
 bind_addr  = "127.0.0.1"
 
+# No call to HashiCorp's update-check service at start: nodes often may not
+# reach it, and a test or demo agent never needs it.
+disable_update_check = true
+
 advertise {
   http = "127.0.0.1"
   rpc  = "127.0.0.1"
