@@ -296,3 +296,19 @@ func TestPlayerPortTLS(t *testing.T) {
 		t.Fatalf("streamer got %s, want the player's candidate after the rotation", got)
 	}
 }
+
+// TestCertReloaderOneFile loads certificate and key from one file (one
+// template rendering both, so that a renewal replaces them together).
+func TestCertReloaderOneFile(t *testing.T) {
+	ca := newTestCA(t)
+	c, k := ca.issue(t, "combined")
+	f := filepath.Join(t.TempDir(), "tls.pem")
+	writeAtomic(t, f, append(append([]byte{}, c...), k...))
+	r, err := NewCertReloader(f, f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := r.Certificate().Leaf.Subject.CommonName; cn != "combined" {
+		t.Fatalf("loaded %q", cn)
+	}
+}
