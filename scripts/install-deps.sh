@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh Debian/Ubuntu machine:
-# Xvfb, PipeWire, Chromium, ffmpeg, coturn (for the TURN benchmark) and the
-# rest listed in .ci/apt-*.txt, plus the non-root user the example jobs run
-# as. Idempotent: installs only what is missing.
+# Xvfb, PipeWire, Chromium, ffmpeg, coturn (for the TURN benchmark), the CNI
+# plugins and iptables (bridge-mode jobs) and the rest listed in
+# .ci/apt-*.txt, plus the non-root user the example jobs run as. Idempotent:
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
