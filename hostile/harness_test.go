@@ -397,7 +397,7 @@ type WSPeer struct {
 	wmu  sync.Mutex
 	In   chan Msg
 	done chan struct{}
-	err  error // why the reader ended
+	err  error        // why the reader ended
 	gate sync.RWMutex // held for writing while reading is paused
 }
 

@@ -136,7 +136,8 @@ func TestSignallingHostile(t *testing.T) {
 	rows := []row{
 		// Case 1: a continuation whose length makes the sum wrap.
 		{"1 continuation declaring 2^64-10 bytes", func(t *testing.T, tg *Target, _ *Streamer) {
-			b := frame{op: 0x1, payload: []byte(`{"type":"`)}.bytes()
+			// 10 + (2^64-10) wraps to 0 in uint64.
+			b := frame{op: 0x1, payload: []byte(`{"type":"p`)}.bytes()
 			b = append(b, frame{fin: true, op: 0x0, declared: u64(1<<64 - 10), payload: []byte("x")}.bytes()...)
 			closedWith(t, sendRaw(t, tg, b), 1009)
 		}},
@@ -178,7 +179,7 @@ func TestSignallingHostile(t *testing.T) {
 			case <-time.After(waitFor):
 				t.Fatal("the streamer never heard of the attacker")
 			}
-			st.Send(t, map[string]any{"type": "disconnectPlayer", "playerId": pid, "reason": strings.Repeat("é", 100)})
+			st.Send(t, map[string]any{"type": "disconnectPlayer", "playerId": pid, "reason": "x" + strings.Repeat("é", 100)})
 			closedWith(t, c.ReadUntilClose(t), 1011)
 		}},
 		// Case 5: players flooding a streamer that reads slowly.
@@ -221,10 +222,11 @@ func TestSignallingHostile(t *testing.T) {
 			t.Logf("%d of 20 senders refused with 1013 (streamer busy)", busy)
 		}},
 		// Case 9: many connections holding unfinished messages.
-		{"9 400 connections hold 60 KB unfinished messages", func(t *testing.T, tg *Target, _ *Streamer) {
+		{"9 1600 connections hold 60 KB unfinished messages", func(t *testing.T, tg *Target, _ *Streamer) {
 			first := frame{op: 0x1, payload: bytes.Repeat([]byte(" "), 60000)}.bytes()
 			refused := 0
-			for i := 0; i < 400; i++ {
+			const n = 1600 // 96 MB if all were held
+			for i := 0; i < n; i++ {
 				c := dialFrom(t, tg, i)
 				_, _ = c.Write(first)
 				_, _ = c.Write(text(`{"type":"ping","time":1}`)) // not allowed inside a fragmented message
@@ -232,7 +234,10 @@ func TestSignallingHostile(t *testing.T) {
 					refused++
 				}
 			}
-			t.Logf("%d of 400 refused with 1013", refused)
+			if refused == 0 {
+				t.Fatalf("none of %d connections was refused: their unfinished messages are all held", n)
+			}
+			t.Logf("%d of %d refused with 1013", refused, n)
 		}},
 		{"9 a peer stalls in the middle of a frame", func(t *testing.T, tg *Target, _ *Streamer) {
 			c := DialRaw(t, tg.PlayerDialURL())
@@ -284,12 +289,12 @@ func flood(c *RawConn, n int) {
 	}
 }
 
-// dialFrom opens a raw player connection from the i-th of 32 loopback
+// dialFrom opens a raw player connection from the i-th of 64 loopback
 // addresses, so many connections stay within a per-address cap.
 func dialFrom(t *testing.T, tg *Target, i int) *RawConn {
 	t.Helper()
 	if tg.Proc == nil {
 		return DialRaw(t, tg.PlayerDialURL())
 	}
-	return DialRawFrom(t, tg.PlayerDialURL(), net.IPv4(127, 0, 1, byte(1+i%32)))
+	return DialRawFrom(t, tg.PlayerDialURL(), net.IPv4(127, 0, 1, byte(1+i%64)))
 }
