@@ -91,10 +91,11 @@ func parseSDP(sdp string) ([]netip.AddrPort, []error) {
 			if err != nil {
 				continue // a hostname; nothing to relay to
 			}
+			ip = ip.WithZone("").Unmap()
 			if inMedia {
-				mediaConn = ip.Unmap()
+				mediaConn = ip
 			} else {
-				sessionConn = ip.Unmap()
+				sessionConn = ip
 			}
 		}
 	}

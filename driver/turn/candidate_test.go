@@ -100,10 +100,11 @@ func FuzzParseCandidate(f *testing.F) {
 func FuzzParseSDP(f *testing.F) {
 	f.Add("v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 5000 UDP/TLS/RTP/SAVPF 96\r\na=candidate:1 1 udp 1 10.0.0.2 5 typ host\r\n")
 	f.Add("m=\nc=\nc=IN IP6 ::1/1/1\nm=a 1/2 udp")
+	f.Add("m=video 65535 UDP 96\r\nc=IN IP6 fe80::1%eth0/126/125\r\nm=audio 65536 UDP 0\r\nm=x 18446744073709551615 UDP 0\r\nm=y 126 UDP 0")
 	f.Fuzz(func(t *testing.T, s string) {
 		aps, _ := parseSDP(s)
 		for _, ap := range aps {
-			if !ap.IsValid() || ap.Port() == 0 || ap.Addr().Is4In6() {
+			if !ap.IsValid() || ap.Port() == 0 || ap.Addr().Is4In6() || ap.Addr().Zone() != "" {
 				t.Fatalf("parseSDP(%q) returned %v", s, ap)
 			}
 		}
