@@ -68,10 +68,11 @@ func (s *supervisor) startStream() error {
 		// allocation may reach what the players advertised to it.
 		// It reaches TURN at a local address (see streamerTURN).
 		streamerTURN := s.streamerTURN(t)
-		hooks.StreamerPeerOptions = func(id string) json.RawMessage { return iceOptions(t, id, streamerTURN) }
-		hooks.PlayerSDP = t.AllowFromSDP
-		hooks.PlayerCandidate = t.AllowFromCandidate
+		hooks.StreamerPeerOptions = func(id string) json.RawMessage { t.MarkStreamer(id); return iceOptions(t, id, streamerTURN) }
+		hooks.PlayerSDP = t.AllowFromPlayerSDP
+		hooks.PlayerCandidate = t.AllowFromPlayerCandidate
 		hooks.StreamerLeft = t.Revoke
+		hooks.PlayerLeft = t.Revoke // every player connection, subscribed or not
 	}
 	hooks.Event = func(e signalling.Event) { s.onStreamEvent(st, e) }
 	hooks.StatusExtra = s.lc.timeLeft

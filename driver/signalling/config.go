@@ -157,12 +157,16 @@ type Hooks struct {
 	// relay candidates as Epic's stack lets it); key names the connection,
 	// as PlayerSDP, PlayerCandidate and StreamerLeft do. nil: static options.
 	StreamerPeerOptions func(key string) json.RawMessage
-	// PlayerSDP and PlayerCandidate see every SDP and ICE candidate line a
-	// player sends towards the streamer connection key.
-	PlayerSDP       func(key, sdp string)
-	PlayerCandidate func(key, candidate string)
+	// PlayerSDP and PlayerCandidate see every SDP and ICE candidate line
+	// player playerID sends towards the streamer connection key (TURN gives
+	// each player a bounded share of the streamer's allow-list).
+	PlayerSDP       func(key, playerID, sdp string)
+	PlayerCandidate func(key, playerID, candidate string)
 	// StreamerLeft reports a streamer connection closing.
 	StreamerLeft func(key string)
+	// PlayerLeft reports every player connection closing, subscribed or
+	// not (TURN revokes the credentials its config message carried).
+	PlayerLeft func(playerID string)
 }
 
 // EventKind says what an Event reports.

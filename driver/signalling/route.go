@@ -388,7 +388,7 @@ func (s *Server) toStreamer(c *conn, m *message) *protocolError {
 			return nil // subscribeFailed has told the player why
 		}
 	}
-	s.playerSignal(st, m)
+	s.playerSignal(st, c.playerID, m)
 	if !st.relay(m.withPlayerID(c.playerID)) {
 		// The streamer reads more slowly than its players write: refuse
 		// the sender, never drop the streamer (and with it every player).
@@ -399,7 +399,7 @@ func (s *Server) toStreamer(c *conn, m *message) *protocolError {
 }
 
 // playerSignal shows the session what a player advertises to its streamer.
-func (s *Server) playerSignal(st *conn, m *message) {
+func (s *Server) playerSignal(st *conn, playerID string, m *message) {
 	if st.key == "" {
 		return
 	}
@@ -407,14 +407,14 @@ func (s *Server) playerSignal(st *conn, m *message) {
 	case "offer", "answer":
 		if f := s.hooks.PlayerSDP; f != nil {
 			if v, err := m.requireString("sdp"); err == nil {
-				f(st.key, v)
+				f(st.key, playerID, v)
 			}
 		}
 	case "iceCandidate":
 		if f := s.hooks.PlayerCandidate; f != nil {
 			if v, err := candidateOf(m); err == nil {
 				if line := candidateLine(v); line != "" {
-					f(st.key, line)
+					f(st.key, playerID, line)
 				}
 			}
 		}
@@ -577,6 +577,9 @@ func (s *Server) teardown(c *conn) {
 			defer s.recoverHook("streamer left hook")
 			f(c.key)
 		}()
+	}
+	if f := s.hooks.PlayerLeft; f != nil && c.role == rolePlayer && c.playerID != "" {
+		func() { defer s.recoverHook("player left hook"); f(c.playerID) }()
 	}
 	s.log.Debug("connection closed", "role", c.role, "player", c.playerID, "remote", c.remote)
 	s.wg.Done()

@@ -46,8 +46,8 @@ func TestStreamerHooks(t *testing.T) {
 		StreamerPeerOptions: func(key string) json.RawMessage {
 			return json.RawMessage(`{"iceServers":[{"urls":["turn:x"],"username":"` + key + `"}]}`)
 		},
-		PlayerSDP:       func(key, sdp string) { got <- seen{"sdp", key, sdp} },
-		PlayerCandidate: func(key, c string) { got <- seen{"candidate", key, c} },
+		PlayerSDP:       func(key, pid, sdp string) { got <- seen{"sdp", key + "/" + pid, sdp} },
+		PlayerCandidate: func(key, pid, c string) { got <- seen{"candidate", key + "/" + pid, c} },
 		StreamerLeft:    func(key string) { got <- seen{"left", key, ""} },
 	}})
 	st := dial(t, "streamer", streamerURL(s), nil)
@@ -61,7 +61,7 @@ func TestStreamerHooks(t *testing.T) {
 	st.recv()
 	p.send(`{"type":"iceCandidate","candidate":{"candidate":"candidate:1 1 udp 1 192.0.2.7 5000 typ relay","sdpMid":"0","sdpMLineIndex":0}}`)
 	st.recv()
-	for _, want := range []seen{{"sdp", "streamer-1", "v=0 answer"}, {"candidate", "streamer-1", "candidate:1 1 udp 1 192.0.2.7 5000 typ relay"}} {
+	for _, want := range []seen{{"sdp", "streamer-1/" + pid, "v=0 answer"}, {"candidate", "streamer-1/" + pid, "candidate:1 1 udp 1 192.0.2.7 5000 typ relay"}} {
 		if g := <-got; g != want {
 			t.Fatalf("hook saw %+v, want %+v (player %s)", g, want, pid)
 		}
@@ -69,5 +69,22 @@ func TestStreamerHooks(t *testing.T) {
 	_ = st.ws.Close()
 	if g := <-got; g != (seen{"left", "streamer-1", ""}) {
 		t.Fatalf("hook saw %+v, want the streamer leaving", g)
+	}
+}
+
+// PlayerLeft reports every player connection closing, also one that never
+// subscribed: TURN revokes the credentials its config message carried.
+func TestPlayerLeftForEveryPlayer(t *testing.T) {
+	left := make(chan string, 4)
+	minted := make(chan string, 4)
+	s := startServer(t, Config{Hooks: Hooks{
+		PlayerPeerOptions: func(pid string) json.RawMessage { minted <- pid; return nil },
+		PlayerLeft:        func(pid string) { left <- pid },
+	}})
+	p := newPlayer(t, s, "never subscribes")
+	pid := <-minted
+	_ = p.ws.Close()
+	if got := <-left; got != pid {
+		t.Fatalf("PlayerLeft(%q), want the player's id %q", got, pid)
 	}
 }

@@ -136,6 +136,17 @@ func (s *Server) StreamerCredentials(key string) ICEServer {
 	return s.mint(key, true)
 }
 
+// MarkStreamer tells the server that key is a streamer connection, as
+// StreamerCredentials does, for credentials minted with Credentials.
+func (s *Server) MarkStreamer(key string) {
+	if key == "" {
+		return
+	}
+	s.mu.Lock()
+	s.playerLocked(key).streamer = true
+	s.mu.Unlock()
+}
+
 func (s *Server) mint(id string, streamer bool) ICEServer {
 	ice := ICEServer{URLs: s.URLs()}
 	if id == "" {
