@@ -81,7 +81,8 @@ func staticFiles(fsys fs.FS, log hclog.Logger) http.Handler {
 		f, fi, err := openRegular(fsys, name)
 		if errors.Is(err, errIsDir) {
 			if !strings.HasSuffix(r.URL.Path, "/") {
-				// Relative, so no "//host" path can turn this into a redirect off site.
+				// http.Redirect resolves and cleans this against the request path,
+				// so no "//host" path can turn it into a redirect off site.
 				target := path.Base(name) + "/"
 				if r.URL.RawQuery != "" {
 					target += "?" + r.URL.RawQuery

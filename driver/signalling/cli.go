@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,12 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	peerOptions := fs.String("peer-options", "", `peerConnectionOptions JSON sent to peers, e.g. '{"iceServers":[{"urls":["stun:stun.l.google.com:19302"]}]}'`)
 	httpRoot := fs.String("http-root", "", "serve this directory at / instead of the embedded player page")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	var limits Limits
+	origins := fs.String("allowed-origins", "", `comma-separated origins whose pages may open a player WebSocket besides the page's own, e.g. "https://app.example.com"; "*" for any`)
+	fs.IntVar(&limits.MaxConnectionsPerAddress, "max-connections-per-address", 0, "TCP connections one IPv4 address or IPv6 /64 may hold on the player port (default 32)")
+	fs.IntVar(&limits.MaxPlayerConnections, "max-player-connections", 0, "TCP connections on the player port in all (default 10000)")
+	fs.DurationVar(&limits.HTTPIdleTimeout, "http-idle-timeout", 0, "close idle keep-alive HTTP connections after this long (default 60s)")
+	fs.DurationVar(&limits.HTTPReadHeaderTimeout, "http-read-header-timeout", 0, "time a client has to send a request header (default 10s)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -64,7 +71,13 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		MaxPlayers:     *maxPlayers,
 		PlayerToken:    *token,
 		HTTPRoot:       *httpRoot,
+		Limits:         limits,
 		Logger:         hclog.New(&hclog.LoggerOptions{Name: "signalling", Level: level, Output: stderr}),
+	}
+	if *origins != "" {
+		for _, o := range strings.Split(*origins, ",") {
+			cfg.AllowedOrigins = append(cfg.AllowedOrigins, strings.TrimSpace(o))
+		}
 	}
 	if *peerOptions != "" {
 		if !json.Valid([]byte(*peerOptions)) {

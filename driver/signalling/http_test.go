@@ -1,12 +1,27 @@
 package signalling
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestPlayerToken checks the page, the REST API and the WebSocket without,
@@ -202,6 +217,10 @@ func TestConfigValidation(t *testing.T) {
 		{"peer options not an object", Config{PlayerListen: ":0", StreamerListen: ":0", PeerConnectionOptions: json.RawMessage(`[1]`)}, "PeerConnectionOptions must be a JSON object"},
 		{"missing http root", Config{PlayerListen: ":0", StreamerListen: ":0", HTTPRoot: "/nonexistent/dir"}, "HTTPRoot"},
 		{"negative limit", Config{PlayerListen: ":0", StreamerListen: ":0", Limits: Limits{MaxConnections: -1}}, "limits.MaxConnections must not be negative"},
+		{"negative per-address cap", Config{PlayerListen: ":0", StreamerListen: ":0", Limits: Limits{MaxConnectionsPerAddress: -1}}, "limits.MaxConnectionsPerAddress must not be negative"},
+		{"origin without scheme", Config{PlayerListen: ":0", StreamerListen: ":0", AllowedOrigins: []string{"app.example.com"}}, `AllowedOrigins[0]: "app.example.com" is not an origin`},
+		{"origin with a path", Config{PlayerListen: ":0", StreamerListen: ":0", AllowedOrigins: []string{"*", "https://app.example.com/play"}}, "AllowedOrigins[1]"},
+		{"session id not cookie-safe", Config{PlayerListen: ":0", StreamerListen: ":0", SessionID: "a b"}, `SessionID "a b"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,5 +229,432 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// dialFrom opens a TCP connection to the player port from a given loopback
+// address (all of 127.0.0.0/8 is local on Linux), so tests can be several
+// remote addresses at once.
+func dialFrom(t *testing.T, s *Server, from string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: waitFor}
+	nc, err := d.Dial("tcp", s.PlayerAddr().String())
+	if err != nil {
+		t.Fatalf("dial from %s: %v", from, err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	return nc
+}
+
+// keepAliveGet sends GET /healthz on nc and returns the response status,
+// leaving the connection open (HTTP/1.1 keep-alive).
+func keepAliveGet(t *testing.T, nc net.Conn, br *bufio.Reader) (int, http.Header) {
+	t.Helper()
+	_ = nc.SetDeadline(time.Now().Add(waitFor))
+	defer nc.SetDeadline(time.Time{})
+	if _, err := io.WriteString(nc, "GET /healthz HTTP/1.1\r\nHost: pixelstream\r\n\r\n"); err != nil {
+		t.Fatalf("write request: %v", err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+// expectClosedByServer reads nc until the server closes it, failing if it
+// is still open after waitFor.
+func expectClosedByServer(t *testing.T, nc net.Conn, what string) {
+	t.Helper()
+	_ = nc.SetReadDeadline(time.Now().Add(waitFor))
+	_, err := io.Copy(io.Discard, nc)
+	if isTimeout(err) {
+		t.Fatalf("%s: the server kept the connection open for %s", what, waitFor)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func metricsText(t *testing.T, s *Server) string {
+	t.Helper()
+	_, body := httpGet(t, httpURL(s, "/metrics"), nil)
+	return body
+}
+
+// TestHTTPTimeouts: connections that park on the server are closed, and
+// WebSockets are not cut off by the timeouts of their upgrade request.
+func TestHTTPTimeouts(t *testing.T) {
+	const short = 200 * time.Millisecond
+	t.Run("idle keep-alive connection is closed", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{HTTPIdleTimeout: short}})
+		nc := dialFrom(t, s, "127.0.0.2")
+		if code, _ := keepAliveGet(t, nc, bufio.NewReader(nc)); code != http.StatusOK {
+			t.Fatalf("GET /healthz: %d", code)
+		}
+		expectClosedByServer(t, nc, "idle keep-alive connection")
+	})
+	t.Run("unfinished request header is closed", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{HTTPReadHeaderTimeout: short}})
+		nc := dialFrom(t, s, "127.0.0.2")
+		if _, err := io.WriteString(nc, "GET / HTTP/1.1\r\nHost: pixelstream\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		expectClosedByServer(t, nc, "request header never finished")
+	})
+	t.Run("WebSockets outlive every HTTP timeout", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{HTTPReadHeaderTimeout: short, HTTPReadTimeout: short,
+			HTTPWriteTimeout: short, HTTPIdleTimeout: short}})
+		st := newStreamer(t, s, "S")
+		p := newPlayer(t, s, "player")
+		id := subscribe(t, p, st, "S")
+		// Let every deadline the HTTP server set on the upgrade requests
+		// pass: this waits for time itself, not for readiness.
+		time.Sleep(3 * short)
+		p.roundTrip()
+		st.roundTrip()
+		st.send(fmt.Sprintf(`{"type":"offer","playerId":%q,"sdp":"v=0"}`, id))
+		p.expect(`{"type":"offer","sdp":"v=0"}`)
+	})
+}
+
+// TestConnectionCaps: one address cannot take more than its share of the
+// player port, players cannot fill the streamer's budget, refusals are
+// answered 503 and counted.
+func TestConnectionCaps(t *testing.T) {
+	t.Run("per address", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{MaxConnectionsPerAddress: 2}})
+		var held []net.Conn
+		for i := 0; i < 2; i++ {
+			nc := dialFrom(t, s, "127.0.0.2")
+			if code, _ := keepAliveGet(t, nc, bufio.NewReader(nc)); code != http.StatusOK {
+				t.Fatalf("connection %d within the cap: %d", i+1, code)
+			}
+			held = append(held, nc)
+		}
+		over := dialFrom(t, s, "127.0.0.2")
+		code, hdr := keepAliveGet(t, over, bufio.NewReader(over))
+		if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
+			t.Fatalf("connection over the per-address cap: %d %v, want 503 with Retry-After", code, hdr)
+		}
+		expectClosedByServer(t, over, "refused connection")
+		other := dialFrom(t, s, "127.0.0.3")
+		if code, _ := keepAliveGet(t, other, bufio.NewReader(other)); code != http.StatusOK {
+			t.Fatalf("another address: %d", code)
+		}
+		// A WebSocket player from a third address is unaffected.
+		newPlayer(t, s, "bystander")
+		if m := metricsText(t, s); !strings.Contains(m, `pixelstream_signalling_connections_refused_total{listener="player",reason="per_address"} 1`) {
+			t.Fatalf("/metrics does not count the refusal:\n%s", grepLines(m, "refused"))
+		}
+		// Closing one frees its place.
+		_ = held[0].Close()
+		eventually(t, "a place freed by a close", func() bool {
+			nc := dialFrom(t, s, "127.0.0.2")
+			code, _ := keepAliveGet(t, nc, bufio.NewReader(nc))
+			return code == http.StatusOK
+		})
+	})
+	t.Run("players cannot take the streamer's budget", func(t *testing.T) {
+		s := startServer(t, Config{Limits: Limits{MaxPlayerConnections: 3}})
+		for i := 2; i < 5; i++ {
+			nc := dialFrom(t, s, fmt.Sprintf("127.0.0.%d", i))
+			if code, _ := keepAliveGet(t, nc, bufio.NewReader(nc)); code != http.StatusOK {
+				t.Fatalf("player connection %d: %d", i, code)
+			}
+		}
+		over := dialFrom(t, s, "127.0.0.9")
+		if code, _ := keepAliveGet(t, over, bufio.NewReader(over)); code != http.StatusServiceUnavailable {
+			t.Fatalf("connection over the player port's total: %d, want 503", code)
+		}
+		st := newStreamer(t, s, "S")
+		st.roundTrip()
+		if _, body := httpGet(t, "http://"+s.StreamerAddr().String()+"/", nil); !strings.Contains(body, "connect with a WebSocket") {
+			t.Fatalf("streamer port: %q", body)
+		}
+	})
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestAddrKey: the per-address cap counts IPv4 addresses and IPv6 /64s.
+func TestAddrKey(t *testing.T) {
+	key := func(s string) string {
+		a, err := net.ResolveTCPAddr("tcp", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := addrKey(a)
+		if !ok {
+			t.Fatalf("%s has no key", s)
+		}
+		return p.String()
+	}
+	cases := []struct {
+		a, b string
+		same bool
+	}{
+		{"192.0.2.1:1000", "192.0.2.1:2000", true},
+		{"192.0.2.1:1000", "192.0.2.2:1000", false},
+		{"[2001:db8:1:2::1]:1", "[2001:db8:1:2:ffff:ffff:ffff:ffff]:2", true},
+		{"[2001:db8:1:2::1]:1", "[2001:db8:1:3::1]:1", false},
+		{"[::ffff:192.0.2.1]:1", "192.0.2.1:2", true},
+		{"[fe80::1%lo]:1", "[fe80::2]:1", true},
+	}
+	for _, c := range cases {
+		if got := key(c.a) == key(c.b); got != c.same {
+			t.Errorf("%s (%s) and %s (%s): same key %v, want %v", c.a, key(c.a), c.b, key(c.b), got, c.same)
+		}
+	}
+}
+
+// emfileListener stands in for a kernel out of file descriptors: its first
+// accepts fail with EMFILE.
+type emfileListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptSurvivesEMFILE: the accept loop backs off and continues; Close
+// ends a backoff. (hostile/http_test.go runs a real descriptor shortage.)
+func TestAcceptSurvivesEMFILE(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &emfileListener{Listener: inner}
+	fake.fails.Store(3)
+	m, err := newListenerMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newCapListener(fake, "player", connCaps{}, m, hclog.NewNullLogger())
+	defer ln.Close()
+	go func() {
+		if nc, err := net.Dial("tcp", inner.Addr().String()); err == nil {
+			defer nc.Close()
+			_, _ = io.Copy(io.Discard, nc)
+		}
+	}()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("Accept after EMFILE: %v", err)
+	}
+	_ = nc.Close()
+	if n := testutil.ToFloat64(m.acceptErrors.WithLabelValues("player")); n != 3 {
+		t.Fatalf("accept errors counted: %v, want 3", n)
+	}
+
+	fake.fails.Store(1 << 30)
+	done := make(chan error, 1)
+	go func() { _, err := ln.Accept(); done <- err }()
+	eventually(t, "the accept loop backing off", func() bool { return fake.fails.Load() < 1<<30-2 })
+	_ = ln.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Close did not end an Accept that was backing off")
+	}
+}
+
+// TestOriginCheck: player WebSockets from other sites' pages are refused
+// unless allowed; clients without an Origin are not browsers and pass.
+func TestOriginCheck(t *testing.T) {
+	cases := []struct {
+		name    string
+		allowed []string
+		origin  string // "SELF": the player port's own origin
+		ok      bool
+	}{
+		{"no Origin (streamer, CLI)", nil, "", true},
+		{"same origin", nil, "SELF", true},
+		{"another site", nil, "https://evil.example", false},
+		{"same host, other port (another session)", nil, "http://127.0.0.1:1", false},
+		{"opaque origin", nil, "null", false},
+		{"listed origin", []string{"https://app.example.com"}, "https://app.example.com", true},
+		{"listed origin, default port written out", []string{"https://app.example.com:443"}, "https://APP.example.com", true},
+		{"listed host, other scheme", []string{"https://app.example.com"}, "http://app.example.com", false},
+		{"unlisted origin with a list", []string{"https://app.example.com"}, "https://other.example.com", false},
+		{"any origin", []string{"*"}, "https://evil.example", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, Config{AllowedOrigins: tc.allowed})
+			h := http.Header{}
+			switch tc.origin {
+			case "":
+			case "SELF":
+				h.Set("Origin", "http://"+s.PlayerAddr().String())
+			default:
+				h.Set("Origin", tc.origin)
+			}
+			ws, resp, err := websocket.DefaultDialer.Dial(playerURL(s), h)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v %v", err, resp)
+				}
+				p := &peer{t: t, name: "player", ws: ws}
+				defer ws.Close()
+				p.expect(wantConfig)
+				return
+			}
+			if err == nil {
+				_ = ws.Close()
+				t.Fatal("upgrade accepted")
+			}
+			if resp == nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("refused with %v, want 403", resp)
+			}
+			if m := metricsText(t, s); !strings.Contains(m, `pixelstream_signalling_rejected_total{endpoint="player",reason="bad_origin"} 1`) {
+				t.Fatalf("refusal not counted:\n%s", grepLines(m, "bad_origin"))
+			}
+		})
+	}
+}
+
+// TestTokenCookiePerSession: a browser holding the cookies of two sessions
+// on one host (different ports) keeps both; neither overwrites the other.
+func TestTokenCookiePerSession(t *testing.T) {
+	const tokenA, tokenB = "token-of-session-a", "token-of-session-b"
+	a := startServer(t, Config{PlayerToken: tokenA})
+	b := startServer(t, Config{PlayerToken: tokenB})
+	named := startServer(t, Config{PlayerToken: tokenA, SessionID: "alloc-1234"})
+	if a.tokenCookie() == b.tokenCookie() || !strings.HasSuffix(named.tokenCookie(), "alloc-1234") {
+		t.Fatalf("cookie names %q, %q, %q", a.tokenCookie(), b.tokenCookie(), named.tokenCookie())
+	}
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := &http.Client{Jar: jar}
+	for _, visit := range []struct {
+		s     *Server
+		token string
+	}{{a, tokenA}, {b, tokenB}} {
+		resp, err := browser.Get(httpURL(visit.s, "/?token="+visit.token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("page with token: %d", resp.StatusCode)
+		}
+	}
+	for _, s := range []*Server{a, b} {
+		u, _ := url.Parse(httpURL(s, "/"))
+		var parts []string
+		for _, c := range jar.Cookies(u) {
+			parts = append(parts, c.Name+"="+c.Value)
+		}
+		p := dial(t, "browser", playerURL(s), http.Header{"Cookie": {strings.Join(parts, "; ")}})
+		p.expect(wantConfig)
+	}
+}
+
+// TestHTTPRootHardening: http_root serves its own regular files only.
+func TestHTTPRootHardening(t *testing.T) {
+	outside := t.TempDir()
+	must(t, writeFile(outside+"/secret.txt", "outside secret"))
+	dir := t.TempDir()
+	must(t, writeFile(dir+"/index.html", "<html>root index</html>"))
+	must(t, writeFile(dir+"/app.js", "console.log(1)"))
+	must(t, writeFile(dir+"/.env", "SECRET=1"))
+	must(t, os.MkdirAll(dir+"/.git", 0o755))
+	must(t, writeFile(dir+"/.git/config", "[core]"))
+	must(t, os.MkdirAll(dir+"/assets", 0o755))
+	must(t, writeFile(dir+"/assets/a.css", "body{}"))
+	must(t, os.MkdirAll(dir+"/game", 0o755))
+	must(t, writeFile(dir+"/game/index.html", "<html>game</html>"))
+	must(t, os.MkdirAll(dir+"/.well-known", 0o755))
+	must(t, writeFile(dir+"/.well-known/security.txt", "Contact: x"))
+	must(t, os.Symlink(outside+"/secret.txt", dir+"/abs-link.txt"))
+	must(t, os.Symlink("../"+filepath.Base(outside)+"/secret.txt", dir+"/rel-link.txt"))
+	must(t, os.Symlink(outside, dir+"/linkdir"))
+	must(t, os.Symlink("app.js", dir+"/inside-link.js"))
+	s := startServer(t, Config{HTTPRoot: dir})
+
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	cases := []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/", 200, "<html>root index</html>"},
+		{"/app.js", 200, "console.log(1)"},
+		{"/inside-link.js", 200, "console.log(1)"},
+		{"/game/", 200, "<html>game</html>"},
+		{"/.well-known/security.txt", 200, "Contact: x"},
+		{"/game", 301, ""},
+		{"/assets/", 404, ""},
+		{"/.env", 404, ""},
+		{"/.git/config", 404, ""},
+		{"/assets/.hidden", 404, ""},
+		{"/abs-link.txt", 404, ""},
+		{"/rel-link.txt", 404, ""},
+		{"/linkdir/secret.txt", 404, ""},
+		{"/%2e%2e/" + filepath.Base(outside) + "/secret.txt", 404, ""},
+		{"/" + strings.Repeat("a", 9<<10), 414, ""},
+	}
+	for _, tc := range cases {
+		name := tc.path
+		if len(name) > 40 {
+			name = name[:40] + "..."
+		}
+		t.Run(name, func(t *testing.T) {
+			resp, err := noRedirect.Get(httpURL(s, tc.path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != tc.code || (tc.body != "" && string(body) != tc.body) {
+				t.Fatalf("GET: %d %.100q, want %d %q", resp.StatusCode, body, tc.code, tc.body)
+			}
+			if strings.Contains(string(body), "outside secret") || strings.Contains(string(body), "SECRET=1") {
+				t.Fatal("served a file it must not")
+			}
+			if tc.code == 301 && resp.Header.Get("Location") != "/game/" {
+				t.Fatalf("redirect to %q, want /game/", resp.Header.Get("Location"))
+			}
+		})
+	}
+	t.Run("URL beyond the header limit", func(t *testing.T) {
+		resp, err := http.Get(httpURL(s, "/"+strings.Repeat("a", 200<<10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge && resp.StatusCode != http.StatusRequestURITooLong {
+			t.Fatalf("200 KiB URL: %d, want 414 or 431", resp.StatusCode)
+		}
+	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
