@@ -57,6 +57,30 @@ func TestTaskConfigDefaults(t *testing.T) {
 	}
 }
 
+// TestTaskConfigEdgeFields: allowed_origins and the per-address cap parse,
+// and the cap defaults to 32.
+func TestTaskConfigEdgeFields(t *testing.T) {
+	tc, err := parseTask(t, `executable = "a"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.MaxConnectionsPerAddress != 32 || len(tc.AllowedOrigins) != 0 {
+		t.Fatalf("defaults: max_connections_per_address %d, allowed_origins %q", tc.MaxConnectionsPerAddress, tc.AllowedOrigins)
+	}
+	tc, err = parseTask(t, `executable = "a"
+allowed_origins = ["https://app.example.com", "http://localhost:3000", "*"]
+max_connections_per_address = 200`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if tc.MaxConnectionsPerAddress != 200 || len(tc.AllowedOrigins) != 3 || tc.AllowedOrigins[1] != "http://localhost:3000" {
+		t.Fatalf("parsed %d %q", tc.MaxConnectionsPerAddress, tc.AllowedOrigins)
+	}
+}
+
 func TestTaskConfigGood(t *testing.T) {
 	cases := []struct {
 		name string
@@ -164,6 +188,16 @@ gpu {
 }`, "gpu.adapter", "0 to 63"},
 		{"max players negative", `executable = "a"
 max_players = -1`, "max_players", "0 (unlimited)"},
+		{"allowed origin without scheme", `executable = "a"
+allowed_origins = ["app.example.com"]`, "allowed_origins[0]", `"https://app.example.com"`},
+		{"allowed origin with a path", `executable = "a"
+allowed_origins = ["https://app.example.com", "https://app.example.com/play"]`, "allowed_origins[1]", "host and optional port only"},
+		{"allowed origin not http", `executable = "a"
+allowed_origins = ["ftp://app.example.com"]`, "allowed_origins[0]", "is not an origin"},
+		{"allowed origins not a list", `executable = "a"
+allowed_origins = "https://app.example.com"`, "allowed_origins", ""},
+		{"per-address cap negative", `executable = "a"
+max_connections_per_address = -1`, "max_connections_per_address", "positive"},
 		{"turn and http share a port", `executable = "a"
 http_port = "http"
 turn_port = "http"`, "turn_port", "its own port label"},

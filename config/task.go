@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -49,11 +50,18 @@ type TaskConfig struct {
 	HTTPPort string `codec:"http_port"`
 	// TURNPort is the port label for the session's TURN server (UDP and TCP);
 	// "" means no TURN server.
-	TURNPort   string     `codec:"turn_port"`
-	MaxPlayers int        `codec:"max_players"`
-	HTTPRoot   string     `codec:"http_root"`
-	Auth       AuthConfig `codec:"auth"`
-	TURN       TURNConfig `codec:"turn"`
+	TURNPort   string `codec:"turn_port"`
+	MaxPlayers int    `codec:"max_players"`
+	HTTPRoot   string `codec:"http_root"`
+	// AllowedOrigins lists the origins, besides the player page's own, whose
+	// pages may open a player WebSocket ("https://app.example.com"; "*" for
+	// any). Clients that send no Origin (not browsers) are always allowed.
+	AllowedOrigins []string `codec:"allowed_origins"`
+	// MaxConnectionsPerAddress caps the TCP connections one IPv4 address or
+	// IPv6 /64 holds on the player port; 0 means the default, 32.
+	MaxConnectionsPerAddress int        `codec:"max_connections_per_address"`
+	Auth                     AuthConfig `codec:"auth"`
+	TURN                     TURNConfig `codec:"turn"`
 	// TLS makes the player port (page, /api, player WebSocket) HTTPS/WSS
 	// only; the files are re-read when they change.
 	TLS TLSConfig `codec:"tls"`
@@ -150,10 +158,15 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("audio", "bool", false),
 		hclspec.NewLiteral(`true`),
 	),
-	"http_port":   hclspec.NewAttr("http_port", "string", false),
-	"turn_port":   hclspec.NewAttr("turn_port", "string", false),
-	"max_players": hclspec.NewAttr("max_players", "number", false),
-	"http_root":   hclspec.NewAttr("http_root", "string", false),
+	"http_port":       hclspec.NewAttr("http_port", "string", false),
+	"turn_port":       hclspec.NewAttr("turn_port", "string", false),
+	"max_players":     hclspec.NewAttr("max_players", "number", false),
+	"http_root":       hclspec.NewAttr("http_root", "string", false),
+	"allowed_origins": hclspec.NewAttr("allowed_origins", "list(string)", false),
+	"max_connections_per_address": hclspec.NewDefault(
+		hclspec.NewAttr("max_connections_per_address", "number", false),
+		hclspec.NewLiteral(`32`),
+	),
 	"auth": hclspec.NewBlock("auth", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"token": hclspec.NewAttr("token", "string", false),
 	})),
@@ -255,6 +268,14 @@ func (t *TaskConfig) Validate() error {
 	if t.MaxPlayers < 0 {
 		errs = append(errs, fmt.Errorf("max_players: %d must be 0 (unlimited) or a positive number of players per streamer", t.MaxPlayers))
 	}
+	for i, o := range t.AllowedOrigins {
+		if err := validOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("allowed_origins[%d]: %w", i, err))
+		}
+	}
+	if t.MaxConnectionsPerAddress < 0 {
+		errs = append(errs, fmt.Errorf("max_connections_per_address: %d must be a positive number of connections (default 32)", t.MaxConnectionsPerAddress))
+	}
 	if t.HTTPPort != "" && t.HTTPPort == t.TURNPort {
 		errs = append(errs, fmt.Errorf("turn_port: %q is also http_port; give TURN its own port label", t.TURNPort))
 	}
@@ -311,6 +332,20 @@ func (t *TaskConfig) AppArgs(streamerURL string, extra ...string) []string {
 		"-PixelStreamingSignallingURL="+streamerURL,
 		"-PixelStreamingID="+t.StreamerID,
 	)
+}
+
+// validOrigin checks one allowed_origins entry: "*", or scheme://host[:port]
+// as a browser's Origin header carries it.
+func validOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an origin; write scheme, host and optional port only, such as \"https://app.example.com\", or \"*\" for any", o)
+	}
+	return nil
 }
 
 // stopSignals are the signals an app can be asked to stop with.
