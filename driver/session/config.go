@@ -6,6 +6,8 @@
 package session
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -61,6 +63,14 @@ const (
 	AudioDir   = "audio"
 	AudioState = "audio-state"
 )
+
+// SessionID names this task's session among the others on the node (the
+// signalling token cookie ends in it: browsers share cookies across ports).
+// It is derived, not random, so a restarted supervisor keeps it.
+func (c *Config) SessionID() string {
+	sum := sha256.Sum256([]byte(c.AllocID + "/" + c.TaskName))
+	return hex.EncodeToString(sum[:8])
+}
 
 // Path joins a file name to the runtime dir.
 func (c *Config) Path(name string) string { return filepath.Join(c.RuntimeDir, name) }
