@@ -81,6 +81,33 @@ type TaskConfig struct {
 	// job's kill_signal and kill_timeout, so set them to the same values.
 	StopSignal  string `codec:"stop_signal"`
 	StopTimeout string `codec:"stop_timeout"`
+
+	// Gateway makes the session part of a gateway's pool (see GatewayConfig).
+	Gateway GatewayConfig `codec:"gateway"`
+}
+
+// GatewayConfig is the task's `gateway { ... }` block: with a secret, the
+// session starts free, a gateway reserves it for one visitor through
+// POST /api/claim, and only that visitor's one-time token opens the page.
+type GatewayConfig struct {
+	// Secret authenticates the gateway's claims (a Nomad variable through a
+	// template); never logged. "" = not a pool session.
+	Secret string `codec:"secret"`
+	// ClaimTimeout is how long a claim waits for its visitor's player before
+	// the session is free again (default "60s").
+	ClaimTimeout string `codec:"claim_timeout"`
+	// ReturnToPool makes the session free again when its visitor leaves,
+	// instead of ending by the session's own lifecycle (idle_timeout).
+	ReturnToPool bool `codec:"return_to_pool"`
+}
+
+// ClaimTTL is ClaimTimeout parsed; Validate has checked it.
+func (g GatewayConfig) ClaimTTL() time.Duration {
+	d, err := time.ParseDuration(g.ClaimTimeout)
+	if err != nil || d <= 0 {
+		return 60 * time.Second
+	}
+	return d
 }
 
 // Durations are the session lifecycle settings, parsed. A zero value means off.
@@ -197,6 +224,11 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("stop_timeout", "string", false),
 		hclspec.NewLiteral(`"30s"`),
 	),
+	"gateway": hclspec.NewBlock("gateway", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"secret":         hclspec.NewAttr("secret", "string", true),
+		"claim_timeout":  hclspec.NewAttr("claim_timeout", "string", false),
+		"return_to_pool": hclspec.NewAttr("return_to_pool", "bool", false),
+	})),
 	"gpu": hclspec.NewBlock("gpu", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"adapter": hclspec.NewDefault(
 			hclspec.NewAttr("adapter", "string", false),
@@ -293,6 +325,7 @@ func (t *TaskConfig) Validate() error {
 		errs = append(errs, errors.New("auth.token: use at least 16 characters (e.g. a Nomad variable filled from `openssl rand -hex 16`)"))
 	}
 	errs = append(errs, t.validateLifecycle()...)
+	errs = append(errs, t.validateGateway()...)
 	for i, a := range t.Args {
 		if strings.ContainsRune(a, 0) {
 			errs = append(errs, fmt.Errorf("args[%d]: contains a NUL byte, which no process argument can hold", i))
@@ -374,6 +407,31 @@ func (t *TaskConfig) validateLifecycle() []error {
 	}
 	if t.StopSignal != "" && !slices.Contains(stopSignals, strings.ToUpper(t.StopSignal)) {
 		errs = append(errs, fmt.Errorf("stop_signal: %q is not one of %s", t.StopSignal, strings.Join(stopSignals, ", ")))
+	}
+	return errs
+}
+
+// validateGateway checks the gateway block. A pool session's player token is
+// minted by each claim, so a static auth.token would lock its visitor out.
+func (t *TaskConfig) validateGateway() []error {
+	g := t.Gateway
+	var errs []error
+	if g.Secret == "" {
+		if g.ClaimTimeout != "" || g.ReturnToPool {
+			errs = append(errs, errors.New("gateway.secret: a gateway block needs the secret the gateway claims with (a Nomad variable through a template)"))
+		}
+		return errs
+	}
+	if len(g.Secret) < 16 {
+		errs = append(errs, errors.New("gateway.secret: use at least 16 characters (e.g. a Nomad variable filled from `openssl rand -hex 32`)"))
+	}
+	if t.Auth.Token != "" {
+		errs = append(errs, errors.New("auth.token: a pool session (gateway block) gets a one-time player token from each claim; remove auth.token"))
+	}
+	if g.ClaimTimeout != "" {
+		if d, err := time.ParseDuration(g.ClaimTimeout); err != nil || d < time.Second || d > time.Hour {
+			errs = append(errs, fmt.Errorf(`gateway.claim_timeout: %q must be a duration from 1s to 1h, such as "60s"`, g.ClaimTimeout))
+		}
 	}
 	return errs
 }

@@ -17,6 +17,7 @@ const (
 	EventMaxDuration     = "max_duration"
 	EventMaxWarning      = "max_duration_warning"
 	EventStartupTimeout  = "startup_timeout"
+	EventClaim           = "claim"
 	EventPlayers         = "players"
 	playerEventWindow    = 10 * time.Second
 	appTailLines         = 20
@@ -41,6 +42,11 @@ type lifecycle struct {
 	lastPlayerEvent time.Time
 	joins, leaves   int
 	players         int
+
+	// pooled: a gateway pool session nobody has claimed yet. It waits for
+	// its visitor however long that takes; idle_timeout counts only once
+	// it is claimed (and again whenever it returns to the pool, it stops).
+	pooled bool
 }
 
 func newLifecycle(d config.Durations) *lifecycle {
@@ -57,6 +63,10 @@ func (l *lifecycle) appStarted(now time.Time) {
 	if l.d.Idle > 0 {
 		l.idle = time.NewTimer(l.d.Idle)
 		l.idleDeadline = now.Add(l.d.Idle)
+		if l.pooled {
+			l.idle.Stop()
+			l.idleDeadline = time.Time{}
+		}
 	}
 	if l.d.MaxSession > 0 {
 		l.max = time.NewTimer(l.d.MaxSession)
@@ -77,7 +87,7 @@ func (l *lifecycle) playersChanged(n int, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.players = n
-	if l.idle == nil {
+	if l.idle == nil || l.pooled {
 		return
 	}
 	l.idle.Stop()
@@ -93,6 +103,29 @@ func (l *lifecycle) streamerIdentified() {
 	if l.startup != nil {
 		l.startup.Stop()
 		l.startup = nil
+	}
+}
+
+// claimChanged follows the session's gateway claim: free stops the idle
+// countdown (a pool session waits for its visitor), a claim starts the
+// session's own lifecycle. It may run on any goroutine: timers are safe to
+// stop and reset concurrently, and the fields are under l.mu.
+func (l *lifecycle) claimChanged(st signalling.ClaimState, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch st {
+	case signalling.ClaimFree:
+		l.pooled = true
+		if l.idle != nil {
+			l.idle.Stop()
+			l.idleDeadline = time.Time{}
+		}
+	case signalling.ClaimClaimed:
+		l.pooled = false
+		if l.idle != nil && l.players == 0 {
+			l.idle.Reset(l.d.Idle)
+			l.idleDeadline = now.Add(l.d.Idle)
+		}
 	}
 }
 
@@ -174,6 +207,57 @@ func (s *supervisor) onLifecycleEvent(e signalling.Event) {
 			s.store.emit(EventPlayers, s.lc.playerSummary(now), map[string]string{"players": fmt.Sprint(e.Players)})
 		}
 	}
+}
+
+// claimConfig makes the signalling server a gateway pool session when the
+// task has a gateway block. It runs when signalling starts, before the app
+// (and so before appStarted arms the idle timer).
+func (s *supervisor) claimConfig() signalling.ClaimConfig {
+	g := s.cfg.Task.Gateway
+	if g.Secret == "" {
+		return signalling.ClaimConfig{}
+	}
+	s.lc.mu.Lock()
+	s.lc.pooled = true
+	s.lc.mu.Unlock()
+	return signalling.ClaimConfig{Secret: g.Secret, TTL: g.ClaimTTL(), ReturnToPool: g.ReturnToPool, OnChange: s.onClaim}
+}
+
+// onClaim keeps the lifecycle in step with the claim and reports it as a
+// task event that names the visitor and the subject the gateway
+// authenticated (never a token).
+func (s *supervisor) onClaim(e signalling.ClaimEvent) {
+	s.lc.claimChanged(e.State, time.Now())
+	details := map[string]string{"state": string(e.State)}
+	if e.Visitor != "" {
+		details["visitor"] = e.Visitor
+	}
+	if e.Subject != "" {
+		details["subject"] = e.Subject
+	}
+	var msg string
+	switch e.State {
+	case signalling.ClaimClaimed:
+		msg = "Claimed by the gateway for visitor " + orDash(e.Visitor)
+		if e.Subject != "" {
+			msg += " (subject " + e.Subject + ")"
+		}
+	case signalling.ClaimBusy:
+		msg = "Visitor " + orDash(e.Visitor) + " is streaming"
+	default:
+		msg = "Back in the gateway's pool"
+		if e.Reason != "" {
+			msg += ": " + e.Reason
+		}
+	}
+	s.store.emit(EventClaim, msg, details)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // endSession stops the app because the session decided to end: the task

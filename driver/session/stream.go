@@ -76,7 +76,6 @@ func (s *supervisor) startStream() error {
 	}
 	hooks.Event = func(e signalling.Event) { s.onStreamEvent(st, e) }
 	hooks.StatusExtra = s.lc.timeLeft
-
 	playerTLS, err := s.playerTLS()
 	if err != nil {
 		if st.turn != nil {
@@ -93,6 +92,7 @@ func (s *supervisor) startStream() error {
 			return m
 		}
 	}
+
 	// Without an http_port the player endpoint stays on loopback, reachable
 	// only from the node (nomad alloc exec), never from the network.
 	playerListen := s.cfg.PlayerListen
@@ -108,10 +108,11 @@ func (s *supervisor) startStream() error {
 		AllowedOrigins: task.AllowedOrigins,
 		SessionID:      s.cfg.SessionID(),
 		Limits:         signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
-		Hooks:          hooks,
 		PlayerTLS:      playerTLS,
+		Hooks:          hooks,
 		Registry:       registry,
 		Logger:         s.logger.Named("signalling"),
+		Claim:          s.claimConfig(), // lifecycle.go: a gateway pool session
 	})
 	if err == nil {
 		err = sig.Start()

@@ -1,0 +1,389 @@
+package signalling
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+)
+
+// A pool session belongs to a gateway: it starts free, the gateway reserves
+// it for one visitor with POST /api/claim (authenticated by the gateway
+// secret) and hands the visitor the one-time player token the claim returns.
+// The reservation is atomic here, at the session, so any number of gateway
+// replicas can share a pool without sharing state: a second claim gets 409.
+
+// ClaimState is where a pool session is in its life with a gateway.
+type ClaimState string
+
+// The claim states /api/status and /api/claim report.
+const (
+	ClaimFree    ClaimState = "free"    // ready for the next visitor
+	ClaimClaimed ClaimState = "claimed" // reserved; waiting for its visitor's player
+	ClaimBusy    ClaimState = "busy"    // its visitor's player has connected
+)
+
+// DefaultClaimTTL is how long a claim waits for its visitor's player.
+const DefaultClaimTTL = 60 * time.Second
+
+// claimBodyLimit bounds a claim request's body: two short strings.
+const claimBodyLimit = 4 << 10
+
+// claimFieldMax bounds the visitor id and subject a claim may carry; they
+// end up in task events.
+const claimFieldMax = 256
+
+// ClaimConfig turns claims on. The zero value (no secret) leaves the server
+// as it was.
+type ClaimConfig struct {
+	// Secret authenticates the gateway (Authorization: Bearer); never logged.
+	Secret string
+	// TTL is how long a claim waits for its visitor's player before the
+	// session is free again; 0 means DefaultClaimTTL.
+	TTL time.Duration
+	// ReturnToPool frees the session when its visitor's last player leaves;
+	// otherwise the session stays the visitor's (a reload gets back in) and
+	// its own lifecycle (idle_timeout) ends it.
+	ReturnToPool bool
+	// OnChange reports every state change, with the visitor and the
+	// subject the gateway named. It must not block.
+	OnChange func(ClaimEvent)
+}
+
+// ClaimEvent is one change of a pool session's state.
+type ClaimEvent struct {
+	State   ClaimState
+	Visitor string
+	Subject string
+	// Reason says why a claimed session became free again ("" otherwise).
+	Reason string
+}
+
+// claims is the session's claim state. The token is kept only as a hash, so
+// nothing that dumps the server's memory in a log can show it.
+type claims struct {
+	cfg    ClaimConfig
+	secret [32]byte
+	cookie string // per-session cookie name: one gateway origin fronts many sessions
+
+	mu       sync.Mutex
+	state    ClaimState
+	token    [32]byte // sha256 of the current player token; valid unless free
+	visitor  string
+	subject  string
+	players  int
+	expiry   *time.Timer
+	claimGen uint64 // invalidates an expiry timer that fired after a change
+}
+
+// newClaims wires claims into s when cfg has a secret: it watches player
+// events (busy, free again) and adds the state to /api/status.
+func newClaims(s *Server, cfg ClaimConfig) *claims {
+	if cfg.Secret == "" {
+		return nil
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultClaimTTL
+	}
+	c := &claims{cfg: cfg, secret: sha256.Sum256([]byte(cfg.Secret)), state: ClaimFree,
+		cookie: "pixelstream_claim_" + randomID(6)}
+	prevEvent := s.hooks.Event
+	s.hooks.Event = func(e Event) {
+		if e.Kind == PlayerConnected || e.Kind == PlayerDisconnected {
+			c.playersChanged(e.Players)
+		}
+		if prevEvent != nil {
+			prevEvent(e)
+		}
+	}
+	prevExtra := s.cfg.Hooks.StatusExtra
+	s.cfg.Hooks.StatusExtra = func() map[string]any {
+		out := map[string]any{}
+		if prevExtra != nil {
+			out = prevExtra()
+		}
+		out["state"] = string(c.State())
+		return out
+	}
+	return c
+}
+
+// State is the session's claim state.
+func (c *claims) State() ClaimState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// ClaimState reports the pool state, or "" when the session has no gateway.
+func (s *Server) ClaimState() ClaimState {
+	if s.claims == nil {
+		return ""
+	}
+	return s.claims.State()
+}
+
+// claim reserves a free session; it fails when the session is not free.
+func (c *claims) claim(visitor, subject string) (token string, err error) {
+	c.mu.Lock()
+	if c.state != ClaimFree {
+		st := c.state
+		c.mu.Unlock()
+		return "", fmt.Errorf("session is %s", st)
+	}
+	token = randomID(32)
+	c.token = sha256.Sum256([]byte(token))
+	c.state, c.visitor, c.subject = ClaimClaimed, visitor, subject
+	c.claimGen++
+	gen := c.claimGen
+	c.expiry = time.AfterFunc(c.cfg.TTL, func() { c.expire(gen) })
+	ev := ClaimEvent{State: ClaimClaimed, Visitor: visitor, Subject: subject}
+	c.mu.Unlock()
+	c.notify(ev)
+	return token, nil
+}
+
+// expire frees a claim whose visitor never connected.
+func (c *claims) expire(gen uint64) {
+	c.mu.Lock()
+	if c.claimGen != gen || c.state != ClaimClaimed {
+		c.mu.Unlock()
+		return
+	}
+	ev := c.freeLocked(fmt.Sprintf("the visitor's player did not connect within %s", c.cfg.TTL))
+	c.mu.Unlock()
+	c.notify(ev)
+}
+
+// freeLocked returns the session to the pool; the old token stops working.
+func (c *claims) freeLocked(reason string) ClaimEvent {
+	ev := ClaimEvent{State: ClaimFree, Visitor: c.visitor, Subject: c.subject, Reason: reason}
+	c.state, c.visitor, c.subject = ClaimFree, "", ""
+	c.token = [32]byte{}
+	c.claimGen++
+	if c.expiry != nil {
+		c.expiry.Stop()
+		c.expiry = nil
+	}
+	return ev
+}
+
+func (c *claims) playersChanged(n int) {
+	c.mu.Lock()
+	c.players = n
+	var ev *ClaimEvent
+	switch {
+	case n > 0 && c.state == ClaimClaimed:
+		c.state = ClaimBusy
+		if c.expiry != nil {
+			c.expiry.Stop()
+			c.expiry = nil
+		}
+		ev = &ClaimEvent{State: ClaimBusy, Visitor: c.visitor, Subject: c.subject}
+	case n == 0 && c.state == ClaimBusy && c.cfg.ReturnToPool:
+		e := c.freeLocked("the visitor left")
+		ev = &e
+	}
+	c.mu.Unlock()
+	if ev != nil {
+		c.notify(*ev)
+	}
+}
+
+func (c *claims) notify(ev ClaimEvent) {
+	if c.cfg.OnChange != nil {
+		c.cfg.OnChange(ev)
+	}
+}
+
+// admits says whether r carries the current player token, from ?token=, an
+// Authorization: Bearer header (what a proxying gateway adds), or this
+// session's claim cookie.
+func (c *claims) admits(r *http.Request) (fromQuery, ok bool) {
+	c.mu.Lock()
+	st, want := c.state, c.token
+	c.mu.Unlock()
+	if st == ClaimFree {
+		return false, false
+	}
+	try := func(t string) bool {
+		have := sha256.Sum256([]byte(t))
+		return t != "" && subtle.ConstantTimeCompare(want[:], have[:]) == 1
+	}
+	if t := r.URL.Query().Get("token"); t != "" {
+		return true, try(t)
+	}
+	if t, ok := bearer(r); ok && try(t) {
+		return false, true
+	}
+	if ck, err := r.Cookie(c.cookie); err == nil && try(ck.Value) {
+		return false, true
+	}
+	return false, false
+}
+
+// gateway says whether r carries the gateway secret.
+func (c *claims) gateway(r *http.Request) bool {
+	t, ok := bearer(r)
+	if !ok {
+		return false
+	}
+	have := sha256.Sum256([]byte(t))
+	return subtle.ConstantTimeCompare(c.secret[:], have[:]) == 1
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:]), true
+	}
+	return "", false
+}
+
+// claimGate puts a pool session's page, REST API and player WebSocket
+// behind the claim's token. Health, readiness and metrics stay open for
+// Nomad's checks; /api/claim checks the gateway secret itself.
+func (s *Server) claimGate(next http.Handler) http.Handler {
+	c := s.claims
+	if c == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics", "/api/claim":
+			if !isUpgrade(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+		case "/api/status":
+			if c.gateway(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		fromQuery, ok := c.admits(r)
+		if !ok {
+			s.metrics.reject(rolePlayer, reasonUnauthorized)
+			s.log.Info("refused request without this session's claim token", "remote", r.RemoteAddr, "path", r.URL.Path)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pixelstream"`)
+			http.Error(w, "401 unauthorized: this session belongs to a gateway's pool; open the gateway's URL to get a session", http.StatusUnauthorized)
+			return
+		}
+		if fromQuery {
+			// The page's WebSocket cannot set headers: the cookie carries
+			// the token from the page (redirect route) to its upgrade.
+			http.SetCookie(w, &http.Cookie{Name: c.cookie, Value: r.URL.Query().Get("token"), Path: "/",
+				HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// claimRequest is the body of POST /api/claim.
+type claimRequest struct {
+	Visitor string `json:"visitor"`
+	Subject string `json:"subject"`
+}
+
+// claimResponse answers POST and GET /api/claim.
+type claimResponse struct {
+	State      ClaimState `json:"state"`
+	Ready      bool       `json:"ready"`
+	Token      string     `json:"token,omitempty"`
+	ExpiresInS float64    `json:"expires_in_s,omitempty"`
+	Visitor    string     `json:"visitor,omitempty"`
+	Error      string     `json:"error,omitempty"`
+}
+
+// apiClaim serves /api/claim: GET reports the state to the gateway, POST
+// reserves the session. Both need the gateway secret.
+func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
+	c := s.claims
+	if c == nil {
+		writeJSON(w, http.StatusNotFound, claimResponse{Error: "this session is not in a gateway's pool (task config has no gateway block)"})
+		return
+	}
+	if !c.gateway(r) {
+		s.metrics.reject(rolePlayer, reasonUnauthorized)
+		s.log.Info("refused claim without the gateway secret", "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusUnauthorized, claimResponse{Error: "claims need the gateway secret (Authorization: Bearer)"})
+		return
+	}
+	s.mu.RLock()
+	ready := len(s.order) > 0
+	s.mu.RUnlock()
+	switch r.Method {
+	case http.MethodGet:
+		c.mu.Lock()
+		resp := claimResponse{State: c.state, Ready: ready, Visitor: c.visitor}
+		c.mu.Unlock()
+		writeJSON(w, http.StatusOK, resp)
+		return
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeJSON(w, http.StatusMethodNotAllowed, claimResponse{Error: "use POST to claim, GET for the state"})
+		return
+	}
+	req, err := decodeClaim(http.MaxBytesReader(w, r.Body, claimBodyLimit))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, claimResponse{Error: err.Error()})
+		return
+	}
+	if !ready {
+		// A session whose streamer is not (or no longer) there would give
+		// the visitor a black page; the gateway tries another.
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, claimResponse{State: c.State(), Error: "no streamer connected yet"})
+		return
+	}
+	token, err := c.claim(req.Visitor, req.Subject)
+	if err != nil {
+		writeJSON(w, http.StatusConflict, claimResponse{State: c.State(), Ready: true, Error: err.Error()})
+		return
+	}
+	s.log.Info("session claimed", "visitor", req.Visitor, "subject", req.Subject)
+	writeJSON(w, http.StatusOK, claimResponse{State: ClaimClaimed, Ready: true, Token: token,
+		ExpiresInS: c.cfg.TTL.Seconds(), Visitor: req.Visitor})
+}
+
+// decodeClaim parses and checks a claim body; an empty body is a claim with
+// no visitor named.
+func decodeClaim(body io.Reader) (claimRequest, error) {
+	var req claimRequest
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, fmt.Errorf("claim body: larger than %d bytes", claimBodyLimit)
+		}
+		return req, fmt.Errorf(`claim body: want {"visitor":"...","subject":"..."}: %w`, err)
+	}
+	for name, v := range map[string]string{"visitor": req.Visitor, "subject": req.Subject} {
+		if len(v) > claimFieldMax {
+			return req, fmt.Errorf("claim body: %s is %d bytes, at most %d", name, len(v), claimFieldMax)
+		}
+		for _, r := range v {
+			if !unicode.IsPrint(r) {
+				return req, fmt.Errorf("claim body: %s holds a control character; use printable text", name)
+			}
+		}
+	}
+	return req, nil
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails on Linux (Go 1.24+: crypto/rand panics rather than return an error)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
