@@ -19,6 +19,7 @@ import (
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/session"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/turn"
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway"
 	"github.com/pixelstream/nomad-driver-pixelstream/version"
 )
 
@@ -31,6 +32,8 @@ func main() {
 			os.Exit(signalling.Main(os.Args[2:]))
 		case "turn":
 			os.Exit(turn.Main(os.Args[2:]))
+		case "gateway":
+			os.Exit(gateway.Main(os.Args[2:]))
 		case "version", "--version", "-version":
 			fmt.Println(version.String())
 			return
@@ -56,4 +59,5 @@ Subcommands:
   session      run a task's session supervisor (started by the driver)
   signalling   run the Pixel Streaming signalling server standalone
   turn         run the TURN server standalone
+  gateway      run the fleet gateway: one URL for a pool of sessions (-h for flags)
   version      print the version`

@@ -1,0 +1,645 @@
+// Package pool keeps the gateway's view of the session fleet and its warm
+// pool: which sessions exist (Nomad's service registrations, by blocking
+// query), which of them are free (each session's own /api/claim state),
+// how many more to dispatch (min_free plus waiting visitors, never past
+// max_sessions), and claiming one for a visitor. Claims are atomic at the
+// session, so replicas of the gateway share nothing.
+package pool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/metrics"
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/nomad"
+)
+
+// Session states as the gateway sees them.
+const (
+	Starting = "starting" // registered, streamer not ready or state unknown yet
+	Free     = "free"
+	Claimed  = "claimed"
+	Busy     = "busy"
+)
+
+// blockWait is how long one blocking query waits at Nomad.
+const blockWait = 5 * time.Minute
+
+// recentEnds is how many session ends the wait estimate looks back on.
+const recentEnds = 20
+
+// Session is one registered session.
+type Session struct {
+	AllocID string `json:"alloc_id"`
+	NodeID  string `json:"node_id"`
+	JobID   string `json:"job_id"`
+	Addr    string `json:"address"`
+	State   string `json:"state"`
+	Ready   bool   `json:"ready"`
+	Visitor string `json:"visitor,omitempty"`
+
+	claiming bool // a claim of this replica is in flight
+	failures int  // state reads in a row that failed
+}
+
+// Assignment is a session claimed for one visitor.
+type Assignment struct {
+	Session Session
+	Token   string
+	Expires time.Time
+}
+
+// ErrNoSession means no free session could be claimed now.
+var ErrNoSession = errors.New("no free session")
+
+// Config configures a pool.
+type Config struct {
+	Job          string
+	Service      string
+	Secret       string
+	MinFree      int
+	MaxSessions  int
+	StateEvery   time.Duration
+	DispatchMeta map[string]string
+	Logger       hclog.Logger
+	Metrics      *metrics.Metrics
+}
+
+// Pool is the fleet view and the dispatcher.
+type Pool struct {
+	cfg   Config
+	nomad *nomad.Client
+	hc    *http.Client
+	log   hclog.Logger
+	m     *metrics.Metrics
+
+	mu       sync.Mutex
+	sessions map[string]*Session  // by alloc id
+	children map[string]time.Time // live dispatched children, by job id: when first known
+	childIdx uint64
+	synced   bool // both watches have answered once
+	demand   int  // visitors waiting for a session
+	changed  chan struct{}
+	ends     []time.Time   // recent session ends and returns to the pool
+	coldAvg  time.Duration // dispatch to free, smoothed
+	started  map[string]time.Time
+	kick     chan struct{}
+}
+
+// New returns a pool; Run starts it.
+func New(cfg Config, nc *nomad.Client) *Pool {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	return &Pool{cfg: cfg, nomad: nc, log: cfg.Logger, m: cfg.Metrics,
+		hc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
+		sessions: map[string]*Session{}, children: map[string]time.Time{},
+		changed: make(chan struct{}), started: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+}
+
+// Run watches Nomad and the sessions until ctx ends.
+func (p *Pool) Run(ctx context.Context) {
+	go p.watchServices(ctx)
+	go p.watchChildren(ctx)
+	go p.pollStates(ctx)
+	p.reconcileLoop(ctx)
+}
+
+// Changed is closed at the next change of the fleet.
+func (p *Pool) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
+func (p *Pool) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.updateGaugesLocked()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetDemand tells the pool how many visitors wait for a session, so it
+// dispatches for them too (up to max_sessions).
+func (p *Pool) SetDemand(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.demand != n {
+		p.demand = n
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Sessions lists the known sessions, by alloc id.
+func (p *Pool) Sessions() []Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].AllocID < out[j].AllocID })
+	return out
+}
+
+// Lookup returns a live session by alloc id.
+func (p *Pool) Lookup(allocID string) (Session, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.sessions[allocID]
+	if !ok {
+		return Session{}, false
+	}
+	return *s, true
+}
+
+// Forget marks a session the gateway could not reach as not ready, so no
+// visitor is sent to it until its state reads work again.
+func (p *Pool) Forget(allocID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s, ok := p.sessions[allocID]; ok {
+		s.Ready = false
+		s.State = Starting
+		p.notifyLocked()
+	}
+}
+
+// Counts is the fleet by state; Live counts dispatched children that have
+// not ended, registered or not.
+type Counts struct {
+	Starting, Free, Claimed, Busy, Live int
+}
+
+// Counts returns the fleet by state.
+func (p *Pool) Counts() Counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.countsLocked()
+}
+
+func (p *Pool) countsLocked() Counts {
+	c := Counts{Live: len(p.children)}
+	registered := 0
+	for _, s := range p.sessions {
+		registered++
+		switch {
+		case s.State == Free && s.Ready && !s.claiming:
+			c.Free++
+		case s.State == Claimed || s.claiming:
+			c.Claimed++
+		case s.State == Busy:
+			c.Busy++
+		default:
+			c.Starting++
+		}
+	}
+	if unregistered := c.Live - registered; unregistered > 0 {
+		c.Starting += unregistered
+	}
+	if c.Live < registered {
+		c.Live = registered
+	}
+	return c
+}
+
+func (p *Pool) updateGaugesLocked() {
+	c := p.countsLocked()
+	p.m.Sessions.WithLabelValues(Starting).Set(float64(c.Starting))
+	p.m.Sessions.WithLabelValues(Free).Set(float64(c.Free))
+	p.m.Sessions.WithLabelValues(Claimed).Set(float64(c.Claimed))
+	p.m.Sessions.WithLabelValues(Busy).Set(float64(c.Busy))
+}
+
+// EstimateWait guesses how long the visitor at position pos (1 = next)
+// waits: a dispatch's start time while the fleet may grow, otherwise the
+// recent pace of sessions ending. ok is false while there is nothing to
+// go on.
+func (p *Pool) EstimateWait(pos int) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cold := p.coldAvg
+	if cold == 0 {
+		cold = 30 * time.Second
+	}
+	c := p.countsLocked()
+	if c.Live < p.cfg.MaxSessions {
+		return cold, p.coldAvg > 0
+	}
+	if len(p.ends) < 2 {
+		return 0, false
+	}
+	span := p.ends[len(p.ends)-1].Sub(p.ends[0])
+	per := span / time.Duration(len(p.ends)-1)
+	// A session ending makes room; in the default mode a fresh one is
+	// dispatched for the visitor, so its start adds to the wait.
+	return time.Duration(pos)*per + cold, true
+}
+
+func (p *Pool) recordEndLocked(now time.Time) {
+	p.ends = append(p.ends, now)
+	if len(p.ends) > recentEnds {
+		p.ends = p.ends[len(p.ends)-recentEnds:]
+	}
+}
+
+func (p *Pool) watchServices(ctx context.Context) {
+	var idx uint64
+	for ctx.Err() == nil {
+		regs, next, err := p.nomad.Services(ctx, p.cfg.Service, idx, blockWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("service discovery query failed; retrying", "service", p.cfg.Service, "error", err)
+			sleepCtx(ctx, 2*time.Second)
+			idx = 0
+			continue
+		}
+		if next < idx {
+			next = 0 // the index went backwards (a new leader): start over
+		}
+		idx = next
+		p.applyServices(regs)
+	}
+}
+
+func (p *Pool) applyServices(regs []nomad.Registration) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[string]bool{}
+	for _, r := range regs {
+		if r.AllocID == "" || r.Port == 0 {
+			continue
+		}
+		seen[r.AllocID] = true
+		addr := joinHostPort(r.Address, r.Port)
+		if s, ok := p.sessions[r.AllocID]; ok {
+			s.Addr = addr
+			continue
+		}
+		p.sessions[r.AllocID] = &Session{AllocID: r.AllocID, NodeID: r.NodeID, JobID: r.JobID, Addr: addr, State: Starting}
+		p.log.Info("session registered", "alloc", r.AllocID, "node", r.NodeID, "address", addr)
+	}
+	for id, s := range p.sessions {
+		if !seen[id] {
+			// The registration went: the session ended, or its node is
+			// gone (Nomad deregisters a lost allocation's services).
+			p.log.Info("session gone", "alloc", id, "state", s.State)
+			if s.State == Claimed || s.State == Busy {
+				p.recordEndLocked(now)
+			}
+			delete(p.sessions, id)
+		}
+	}
+	p.synced = true
+	p.notifyLocked()
+}
+
+func (p *Pool) watchChildren(ctx context.Context) {
+	var idx uint64
+	for ctx.Err() == nil {
+		jobs, next, err := p.nomad.Children(ctx, p.cfg.Job, idx, blockWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("listing the session job's children failed; retrying", "job", p.cfg.Job, "error", err)
+			sleepCtx(ctx, 2*time.Second)
+			idx = 0
+			continue
+		}
+		if next < idx {
+			next = 0
+		}
+		idx = next
+		p.mu.Lock()
+		now := time.Now()
+		live := map[string]time.Time{}
+		for _, j := range jobs {
+			if j.Status == "dead" {
+				continue
+			}
+			if t, ok := p.children[j.ID]; ok {
+				live[j.ID] = t
+			} else {
+				live[j.ID] = now
+			}
+		}
+		// A dispatch of ours not in the list yet still counts for a while.
+		for id, t := range p.children {
+			if _, ok := live[id]; !ok && now.Sub(t) < 30*time.Second && !listed(jobs, id) {
+				live[id] = t
+			}
+		}
+		p.children = live
+		p.childIdx = idx
+		p.notifyLocked()
+		p.mu.Unlock()
+	}
+}
+
+func listed(jobs []nomad.JobStub, id string) bool {
+	for _, j := range jobs {
+		if j.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// claimState is GET/POST /api/claim's answer.
+type claimState struct {
+	State      string  `json:"state"`
+	Ready      bool    `json:"ready"`
+	Token      string  `json:"token"`
+	ExpiresInS float64 `json:"expires_in_s"`
+	Visitor    string  `json:"visitor"`
+	Error      string  `json:"error"`
+}
+
+func (p *Pool) pollStates(ctx context.Context) {
+	t := time.NewTicker(p.cfg.StateEvery)
+	defer t.Stop()
+	for {
+		p.readStates(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// readStates asks every session its claim state, concurrently.
+func (p *Pool) readStates(ctx context.Context) {
+	p.mu.Lock()
+	targets := make([]Session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		targets = append(targets, *s)
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := p.claimCall(ctx, http.MethodGet, s.Addr, nil)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			cur, ok := p.sessions[s.AllocID]
+			if !ok || cur.claiming {
+				return
+			}
+			before := *cur
+			if err != nil {
+				cur.failures++
+				if cur.failures >= 2 {
+					cur.Ready = false
+					cur.State = Starting
+				}
+			} else {
+				cur.failures = 0
+				cur.Ready, cur.State, cur.Visitor = st.Ready, st.State, st.Visitor
+				if cur.State == "" {
+					cur.State = Starting
+				}
+				if cur.State == Free && cur.Ready {
+					if t, ok := p.started[cur.JobID]; ok {
+						p.observeColdLocked(time.Since(t))
+						delete(p.started, cur.JobID)
+					}
+					if before.State == Busy || before.State == Claimed {
+						p.recordEndLocked(time.Now()) // returned to the pool
+					}
+				}
+			}
+			if before.State != cur.State || before.Ready != cur.Ready {
+				p.notifyLocked()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (p *Pool) observeColdLocked(d time.Duration) {
+	if p.coldAvg == 0 {
+		p.coldAvg = d
+		return
+	}
+	p.coldAvg = (p.coldAvg*3 + d) / 4
+}
+
+// Claim reserves a free, ready session for visitor. Candidates are tried
+// in random order, so replicas rarely race for the same one; a race costs
+// one 409 and the next candidate.
+func (p *Pool) Claim(ctx context.Context, visitor, subject string) (*Assignment, error) {
+	tried := map[string]bool{}
+	for {
+		p.mu.Lock()
+		var cands []*Session
+		for _, s := range p.sessions {
+			if s.State == Free && s.Ready && !s.claiming && !tried[s.AllocID] {
+				cands = append(cands, s)
+			}
+		}
+		if len(cands) == 0 {
+			p.mu.Unlock()
+			return nil, ErrNoSession
+		}
+		s := cands[rand.IntN(len(cands))]
+		s.claiming = true
+		target := *s
+		p.notifyLocked()
+		p.mu.Unlock()
+		tried[target.AllocID] = true
+
+		body, _ := json.Marshal(map[string]string{"visitor": visitor, "subject": subject})
+		st, err := p.claimCall(ctx, http.MethodPost, target.Addr, body)
+
+		p.mu.Lock()
+		cur, ok := p.sessions[target.AllocID]
+		if ok {
+			cur.claiming = false
+		}
+		var result string
+		switch {
+		case err == nil:
+			result = "ok"
+			if ok {
+				cur.State, cur.Visitor = Claimed, visitor
+			}
+		case errors.Is(err, errConflict):
+			result = "conflict"
+			if ok {
+				cur.State = Claimed
+			}
+		case errors.Is(err, errNotReady):
+			result = "not_ready"
+			if ok {
+				cur.Ready = false
+			}
+		default:
+			result = "error"
+			if ok {
+				cur.Ready, cur.State = false, Starting
+			}
+		}
+		p.m.Claims.WithLabelValues(result).Inc()
+		p.notifyLocked()
+		p.mu.Unlock()
+		if err == nil {
+			ttl := time.Duration(st.ExpiresInS * float64(time.Second))
+			target.State, target.Visitor = Claimed, visitor
+			return &Assignment{Session: target, Token: st.Token, Expires: time.Now().Add(ttl)}, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		p.log.Debug("claim refused; trying the next session", "alloc", target.AllocID, "error", err)
+	}
+}
+
+var (
+	errConflict = errors.New("session already claimed")
+	errNotReady = errors.New("session not ready")
+)
+
+func (p *Pool) claimCall(ctx context.Context, method, addr string, body []byte) (*claimState, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+"/api/claim", rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+p.cfg.Secret)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("claim %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	var st claimState
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("claim %s: %d, answer not JSON: %w", addr, resp.StatusCode, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if method == http.MethodPost && st.Token == "" {
+			return nil, fmt.Errorf("claim %s: no token in the answer", addr)
+		}
+		return &st, nil
+	case http.StatusConflict:
+		return nil, errConflict
+	case http.StatusServiceUnavailable:
+		return nil, errNotReady
+	default:
+		return nil, fmt.Errorf("claim %s: %d %s", addr, resp.StatusCode, st.Error)
+	}
+}
+
+// reconcileLoop dispatches sessions whenever the fleet or the demand
+// changes, and at least every few seconds.
+func (p *Pool) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		p.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile dispatches what is missing: free sessions (and sessions on
+// their way) for min_free plus every waiting visitor, never more than
+// max_sessions live children. Surplus free sessions are left alone: the
+// job's own lifecycle, not the gateway, ends sessions.
+func (p *Pool) reconcile(ctx context.Context) {
+	p.mu.Lock()
+	if !p.synced {
+		p.mu.Unlock()
+		return
+	}
+	c := p.countsLocked()
+	want := p.cfg.MinFree + p.demand
+	n := want - (c.Free + c.Starting)
+	if room := p.cfg.MaxSessions - c.Live; n > room {
+		n = room
+	}
+	idx, live := p.childIdx, c.Live
+	p.mu.Unlock()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		meta := map[string]string{}
+		for k, v := range p.cfg.DispatchMeta {
+			meta[k] = v
+		}
+		// Replicas with the same view send the same token, and Nomad keeps
+		// one dispatch for them.
+		token := p.cfg.Job + "-" + strconv.FormatUint(idx, 10) + "-" + strconv.Itoa(live+i+1)
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := p.nomad.Dispatch(dctx, p.cfg.Job, meta, token)
+		cancel()
+		if err != nil {
+			p.m.DispatchFailures.Inc()
+			p.log.Error("dispatch failed", "job", p.cfg.Job, "error", err)
+			return
+		}
+		p.m.Dispatches.Inc()
+		p.log.Info("dispatched a session", "job", resp.DispatchedJobID)
+		p.mu.Lock()
+		now := time.Now()
+		if _, ok := p.children[resp.DispatchedJobID]; !ok {
+			p.children[resp.DispatchedJobID] = now
+			p.started[resp.DispatchedJobID] = now
+		}
+		p.notifyLocked()
+		p.mu.Unlock()
+	}
+}
+
+func joinHostPort(host string, port int) string {
+	if bytes.ContainsRune([]byte(host), ':') {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,71 @@
+// Package proxy forwards a visitor's page, API and player WebSocket to its
+// session under the gateway's origin. The session checks the WebSocket's
+// Origin against Host, so Host is passed through unchanged; the session's
+// one-time token rides in Authorization, never in the visitor's URL; the
+// gateway's own cookies (the visitor's credential among them) are not sent
+// on to the session.
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Target is where one request goes.
+type Target struct {
+	AllocID string
+	Addr    string // host:port of the session's player port
+	Token   string // the claim's player token
+}
+
+type targetKey struct{}
+
+// WithTarget attaches the session a request goes to.
+func WithTarget(r *http.Request, t Target) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), targetKey{}, t))
+}
+
+// TargetOf returns the session attached to r.
+func TargetOf(r *http.Request) (Target, bool) {
+	t, ok := r.Context().Value(targetKey{}).(Target)
+	return t, ok
+}
+
+// New returns the reverse proxy. dropCookie says which cookies stay at
+// the gateway; onError handles a session that did not answer.
+func New(log hclog.Logger, dropCookie func(name string) bool, onError func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			t, _ := TargetOf(pr.In)
+			pr.SetURL(&url.URL{Scheme: "http", Host: t.Addr})
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+			pr.Out.Header.Set("Authorization", "Bearer "+t.Token)
+			keep := make([]string, 0, 4)
+			for _, c := range pr.In.Cookies() {
+				if !dropCookie(c.Name) {
+					keep = append(keep, c.String())
+				}
+			}
+			pr.Out.Header.Del("Cookie")
+			if len(keep) > 0 {
+				pr.Out.Header.Set("Cookie", strings.Join(keep, "; "))
+			}
+		},
+		Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ResponseHeaderTimeout: 30 * time.Second,
+			MaxIdleConnsPerHost:   8,
+			IdleConnTimeout:       60 * time.Second,
+		},
+		ErrorLog:     log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		ErrorHandler: onError,
+	}
+}
