@@ -1,16 +1,35 @@
 # One session per user, on demand: a parameterized batch job. Each dispatch
-# starts a session whose player token is the one given at dispatch; the
-# session ends by itself when nobody has watched it for idle_timeout, or at
-# max_session_duration, and frees its GPU.
+# is a session of its own that ends by itself when nobody has watched it for
+# idle_timeout, or at max_session_duration, and frees its GPU.
+#
+# Two ways to use it:
+#
+# 1. By hand (pool = false, the default): the dispatch names the player token.
 #
 #   nomad job run -var streamer=$PWD/build/streamer example/session.nomad.hcl
 #   nomad job dispatch -meta token=$(openssl rand -hex 16) pixelstream-session
+#
+# 2. Behind the gateway (pool = true, see example/gateway.nomad.hcl): the
+#    gateway dispatches sessions into a warm pool and claims one per visitor
+#    with the secret from the Nomad variable nomad/jobs/pixelstream-session
+#    (key gateway_secret); each claim mints the visitor's one-time player
+#    token. An unclaimed session waits for its visitor however long it takes;
+#    idle_timeout counts once it is claimed.
+#
+#   nomad var put nomad/jobs/pixelstream-session gateway_secret=$SECRET
+#   nomad job run -var pool=true -var streamer=$PWD/build/streamer example/session.nomad.hcl
 #
 # For an Unreal build, replace the executable with the build's launch script
 # (an artifact block, as in example/unreal.nomad.hcl) and add a GPU device.
 variable "streamer" {
   type        = string
   description = "Absolute path of the app to run (make build writes the stand-in to build/streamer)."
+}
+
+variable "pool" {
+  type        = bool
+  default     = false
+  description = "true: sessions for the gateway (claims with the secret from a Nomad variable); false: the dispatch names the player token."
 }
 
 variable "idle_timeout" {
@@ -23,12 +42,21 @@ variable "max_session_duration" {
   default = "2h"
 }
 
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
 job "pixelstream-session" {
-  datacenters = ["*"]
+  datacenters = var.datacenters
   type        = "batch"
 
   parameterized {
-    meta_required = ["token"]
+    # The gateway names the visitor (and the subject its JWT carried) at
+    # dispatch when it starts a session for a waiting visitor; a warm pool
+    # session gets them with its claim instead (its task events show both).
+    meta_required = var.pool ? [] : ["token"]
+    meta_optional = var.pool ? ["visitor", "subject"] : []
   }
 
   group "session" {
@@ -37,8 +65,25 @@ job "pixelstream-session" {
       port "turn" {}
     }
 
+    # Nomad's own service discovery: the gateway watches this service with
+    # blocking queries and sends visitors only to sessions whose streamer is
+    # connected (/readyz; it needs no token).
+    service {
+      name     = "pixelstream-session"
+      port     = "http"
+      provider = "nomad"
+      tags     = ["pixelstream"]
+
+      check {
+        type     = "http"
+        path     = "/readyz"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
     # A session that ended (idle, max duration) is done; one that failed is
-    # not retried in place: the user dispatches a new one.
+    # not retried in place: the user (or the gateway) dispatches a new one.
     restart {
       attempts = 0
       mode     = "fail"
@@ -53,6 +98,15 @@ job "pixelstream-session" {
       user         = "pixelstream"
       kill_timeout = "10s"
 
+      dynamic "template" {
+        for_each = var.pool ? [1] : []
+        content {
+          data        = "GATEWAY_SECRET={{ with nomadVar \"nomad/jobs/pixelstream-session\" }}{{ .gateway_secret }}{{ end }}"
+          destination = "secrets/gateway.env"
+          env         = true
+        }
+      }
+
       config {
         executable           = var.streamer
         resolution           = "1280x720"
@@ -64,8 +118,14 @@ job "pixelstream-session" {
         max_session_duration = var.max_session_duration
         startup_timeout      = "2m"
         stop_timeout         = "10s"
+
+        # Exactly one of the two is set: a pool session's player token
+        # comes from each claim.
         auth {
-          token = "${NOMAD_META_token}"
+          token = var.pool ? "" : "${NOMAD_META_token}"
+        }
+        gateway {
+          secret = var.pool ? "${GATEWAY_SECRET}" : ""
         }
       }
 
