@@ -173,7 +173,7 @@ func TestHTTPHostile(t *testing.T) {
 		run  func(t *testing.T)
 	}{
 		{"6 idle keep-alive flood exhausts descriptors, then new players get in", httpIdleFlood},
-		{"6 unfinished request headers are closed", httpSlowHeaders},
+		{"6 unfinished request headers and bodies are closed", httpSlowRequests},
 		{"7 one address cannot fill the player port, players cannot lock the streamer out", httpCaps},
 		{"10 other sites' pages and other sessions' cookies", httpOriginAndCookie},
 		{"11 http_root stays inside its root", httpRootEscape},
@@ -213,10 +213,11 @@ func httpIdleFlood(t *testing.T) {
 	tg.Finish(t, by, httpRSSBudget)
 }
 
-// httpSlowHeaders: connections that never finish their request header
-// are closed at the header timeout, and do not keep a player out.
-func httpSlowHeaders(t *testing.T) {
-	tg := httpStart(t, 0, "--http-read-header-timeout=1s")
+// httpSlowRequests: connections that never finish their request header,
+// or the body they announced, are closed at the read timeouts and do not
+// keep a player out.
+func httpSlowRequests(t *testing.T) {
+	tg := httpStart(t, 0, "--http-read-header-timeout=1s", "--http-read-timeout=2s")
 	st := StartStreamer(t, tg, "hostile")
 	by := ConnectBystander(t, tg, st)
 	var conns []net.Conn
@@ -225,15 +226,20 @@ func httpSlowHeaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		if i%2 == 0 {
+			_, _ = io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		} else {
+			_, _ = io.WriteString(nc, "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+		}
 		conns = append(conns, nc)
 	}
-	for _, nc := range conns {
+	for i, nc := range conns {
 		_ = nc.SetReadDeadline(time.Now().Add(httpRecover))
 		if _, err := io.Copy(io.Discard, nc); isTimeout(err) {
-			t.Fatalf("a connection with an unfinished header was still open after %s", httpRecover)
+			t.Fatalf("connection %d (unfinished %s) was still open after %s", i, map[bool]string{true: "header", false: "body"}[i%2 == 0], httpRecover)
 		}
 	}
+	httpPlayerGetsIn(t, tg, nil)
 	tg.Finish(t, by, httpRSSBudget)
 }
 

@@ -45,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	fs.IntVar(&limits.MaxPlayerConnections, "max-player-connections", 0, "TCP connections on the player port in all (default 10000)")
 	fs.DurationVar(&limits.HTTPIdleTimeout, "http-idle-timeout", 0, "close idle keep-alive HTTP connections after this long (default 60s)")
 	fs.DurationVar(&limits.HTTPReadHeaderTimeout, "http-read-header-timeout", 0, "time a client has to send a request header (default 10s)")
+	fs.DurationVar(&limits.HTTPReadTimeout, "http-read-timeout", 0, "time a client has to send a whole request, body included (default 30s; WebSockets have their own deadlines)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
