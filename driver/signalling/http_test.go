@@ -658,3 +658,22 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestStreamerNotLockedOutByPlayers: players holding every WebSocket the
+// server allows do not keep a streamer from connecting.
+func TestStreamerNotLockedOutByPlayers(t *testing.T) {
+	s := startServer(t, Config{Limits: Limits{MaxConnections: 2}})
+	newPlayer(t, s, "player 1")
+	newPlayer(t, s, "player 2")
+	ws, _, err := websocket.DefaultDialer.Dial(playerURL(s), nil)
+	if err == nil {
+		p := &peer{t: t, name: "player 3", ws: ws}
+		code, _ := p.expectClose()
+		_ = ws.Close()
+		if code != 1013 {
+			t.Fatalf("player over MaxConnections closed with %d, want 1013", code)
+		}
+	}
+	st := newStreamer(t, s, "S")
+	st.roundTrip()
+}

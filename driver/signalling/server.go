@@ -320,7 +320,10 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 	c.tokens = c.burst
 	c.lastSeen.Store(now.UnixNano())
 
-	if n := s.connections.Add(1); n > int64(s.limits.MaxConnections) {
+	// Streamers are never refused here: their port has its own budget
+	// (MaxStreamerConnections, listener.go), so players filling this cap
+	// cannot keep the streamer out.
+	if n := s.connections.Add(1); n > int64(s.limits.MaxConnections) && rl != roleStreamer {
 		s.connections.Add(-1)
 		s.metrics.reject(rl, reasonMaxConnections)
 		s.log.Warn("refusing connection: too many connections", "role", rl, "max", s.limits.MaxConnections)
