@@ -1,6 +1,7 @@
 package signalling
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +167,81 @@ func TestLimits(t *testing.T) {
 		_ = alive.ws.Close()
 		<-done
 	})
+}
+
+// TestRecoverBoundary: a bug hit while handling one peer (here, hooks that
+// panic) drops that peer with 1011, is counted in /metrics, and leaves the
+// streamer, a bystander and the process alone.
+func TestRecoverBoundary(t *testing.T) {
+	var nilMap map[string]int
+	s := startServer(t, Config{Hooks: Hooks{
+		PlayerSDP: func(_, _, sdp string) {
+			if sdp == "boom" {
+				nilMap[sdp]++ // a real bug's panic: assignment to entry in nil map
+			}
+		},
+		PlayerPeerOptions: func(playerID string) json.RawMessage {
+			if playerID == "3" {
+				panic("options for player 3")
+			}
+			return nil
+		},
+	}})
+	st := newStreamer(t, s, "S")
+	bystander := newPlayer(t, s, "bystander") // player 1
+	subscribe(t, bystander, st, "S")
+
+	bad := newPlayer(t, s, "bad") // player 2
+	badID := subscribe(t, bad, st, "S")
+	bad.send(`{"type":"answer","sdp":"boom"}`)
+	bad.expectCloseWith(websocket.CloseInternalServerErr, "internal server error")
+	st.expect(`{"type":"playerDisconnected","playerId":"` + badID + `"}`)
+
+	third := dial(t, "third", playerURL(s), nil) // player 3: its config hook panics
+	third.expectCloseWith(websocket.CloseInternalServerErr, "internal server error")
+
+	bystander.roundTrip()
+	st.send(`{"type":"offer","playerId":"1","sdp":"still here"}`)
+	bystander.expect(`{"type":"offer","sdp":"still here"}`)
+	body := metricsText(t, s)
+	for _, want := range []string{`pixelstream_signalling_peer_panics_total{where="read"} 1`, `pixelstream_signalling_peer_panics_total{where="hook"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// TestStreamerSendBudget: players writing faster than the streamer reads
+// are refused with 1013 once the streamer's queue nears its byte budget;
+// the streamer stays, and so do players that behave.
+func TestStreamerSendBudget(t *testing.T) {
+	s := startServer(t, Config{Limits: Limits{StreamerSendQueueBytes: 256 << 10}})
+	st := newStreamer(t, s, "S") // reads nothing from here on
+	flooder := newPlayer(t, s, "flooder")
+	subscribe(t, flooder, st, "S")
+	answer := `{"type":"answer","sdp":"` + strings.Repeat("a", 60<<10) + `"}`
+	for i := 0; i < 64; i++ {
+		if err := flooder.ws.WriteMessage(websocket.TextMessage, []byte(answer)); err != nil {
+			break
+		}
+	}
+	flooder.expectCloseWith(websocket.CloseTryAgainLater, "streamer busy: more than 229376 bytes waiting for it")
+	if n := len(s.Status().Streamers); n != 1 {
+		t.Fatalf("%d streamers after the flood, want 1", n)
+	}
+	if !strings.Contains(metricsText(t, s), `pixelstream_signalling_rejected_total{endpoint="player",reason="streamer_busy"} 1`) {
+		t.Error("/metrics does not count the refusal as streamer_busy")
+	}
+}
+
+func TestBudgetValidation(t *testing.T) {
+	_, err := New(Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
+		Limits: Limits{SendQueueBytes: 1000, MaxPendingBytes: -1}})
+	if err == nil || !strings.Contains(err.Error(), "limits.MaxPendingBytes must not be negative") {
+		t.Fatalf("negative MaxPendingBytes: %v", err)
+	}
+	_, err = New(Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0", Limits: Limits{SendQueueBytes: 1000}})
+	if err == nil || !strings.Contains(err.Error(), "limits.SendQueueBytes (1000) must be at least MaxMessageBytes (65536)") {
+		t.Fatalf("SendQueueBytes below a message: %v", err)
+	}
 }
