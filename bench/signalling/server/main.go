@@ -33,7 +33,10 @@ func main() {
 			StreamerMessagesPerSecond: 1e7,
 			StreamerBurst:             1e7,
 			MaxConnections:            100000,
-			SubscribeTimeout:          time.Hour,
+			// Every simulated player connects from 127.0.0.1.
+			MaxConnectionsPerAddress: 100000,
+			MaxPlayerConnections:     100000,
+			SubscribeTimeout:         time.Hour,
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "signalling", Level: hclog.Warn, Output: os.Stderr}),
 	})
