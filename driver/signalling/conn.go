@@ -270,6 +270,9 @@ func (s *Server) recoverPeer(c *conn, where string) {
 		return
 	}
 	s.logPanic(r, where, "role", c.role, "player", c.playerID, "remote", c.remote)
+	if where == "read" {
+		s.poll.remove(c) // read nothing more from it: the same bytes would panic again
+	}
 	c.close(closeInternal, "internal server error")
 	// The writer may be what failed: make sure the socket goes regardless.
 	time.AfterFunc(closeGrace, c.kill)

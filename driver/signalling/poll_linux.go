@@ -1,6 +1,7 @@
 package signalling
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -12,12 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// epollSet spreads connections over a few epoll sets. A loop per set waits
-// for readable sockets and hands each to a goroutine (readWake) that reads
-// its frames and re-arms it: sockets are registered one-shot, so one
-// connection is read by one goroutine at a time, and a peer that stalls in
-// the middle of a frame holds up nobody else. No goroutine, stack or buffer
-// is held per idle connection.
+// epollSet spreads connections over one epoll loop per CPU. A loop reads a
+// readable socket once, without blocking, into its own buffer and handles
+// every whole frame in it inline (handling never blocks: sends only
+// queue). Only when a frame is left incomplete does the connection go to a
+// goroutine of its own (readWake) that waits for the rest under
+// Limits.FrameTimeout while the socket is disarmed here, so a peer that
+// stalls in the middle of a frame holds up nobody else. No goroutine,
+// stack or buffer is held per idle connection.
 type epollSet struct {
 	loops []*epollLoop
 	next  atomic.Uint32
@@ -30,14 +33,16 @@ type epollLoop struct {
 	rc    syscall.RawConn // file's
 	mu    sync.Mutex
 	conns map[int32]*conn
+	br    *bufio.Reader // the loop's read buffer, over the socket being read
 	done  chan struct{}
 }
 
-// epollEvents: readable or the peer hung up, one event per arming.
-const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+// epollEvents: readable or the peer hung up. Level-triggered: bytes left
+// unread fire again on the next wait.
+const epollEvents = unix.EPOLLIN | unix.EPOLLRDHUP
 
 func newPoll() poll {
-	n := min(runtime.GOMAXPROCS(0), 4) // loops only dispatch: a few suffice
+	n := runtime.GOMAXPROCS(0)
 	set := &epollSet{}
 	for i := 0; i < n; i++ {
 		l, err := newEpollLoop()
@@ -70,7 +75,7 @@ func newEpollLoop() (*epollLoop, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
-	return &epollLoop{epfd: epfd, file: f, rc: rc, conns: make(map[int32]*conn), done: make(chan struct{})}, nil
+	return &epollLoop{epfd: epfd, file: f, rc: rc, conns: make(map[int32]*conn), br: bufio.NewReaderSize(nil, 32<<10), done: make(chan struct{})}, nil
 }
 
 func (s *epollSet) add(c *conn, armed bool) error {
@@ -110,11 +115,14 @@ func (s *epollSet) add(c *conn, armed bool) error {
 	return nil
 }
 
-func (s *epollSet) rearm(c *conn) error {
+func (s *epollSet) rearm(c *conn) error { return c.arm(epollEvents) }
+
+// arm sets the events c's socket wakes its loop for; 0 disarms it while a
+// goroutine of its own reads it.
+func (c *conn) arm(events uint32) error {
 	var cerr error
 	err := c.raw.Control(func(fd uintptr) {
-		// Level-triggered: bytes that arrived meanwhile fire at once.
-		cerr = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: epollEvents, Fd: c.pollID})
+		cerr = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: events, Fd: c.pollID})
 	})
 	if err == nil {
 		err = cerr
@@ -173,8 +181,51 @@ func (l *epollLoop) run() {
 			c := l.conns[events[i].Fd]
 			l.mu.Unlock()
 			if c != nil {
-				go c.readWake()
+				l.readable(c)
 			}
+		}
+	}
+}
+
+// readable reads what c's socket holds, once and without blocking, and
+// handles the whole frames among it. The rest of an incomplete frame is
+// left to readWake, with the bytes read so far.
+func (l *epollLoop) readable(c *conn) {
+	defer c.srv.recoverPeer(c, "read")
+	br := l.br
+	br.Reset(source{c})
+	defer br.Reset(nil)
+	c.peekOnce, c.inline = true, true
+	defer func() { c.inline = false }()
+	if _, err := br.Peek(1); err != nil {
+		if !errors.Is(err, errNoData) {
+			c.kill() // reset, or the peer closed its side
+		}
+		return
+	}
+	for br.Buffered() > 0 {
+		if !frameBuffered(br) {
+			// Hand the partial frame over; the loop stops watching the
+			// socket until that goroutine is done with it.
+			b, _ := br.Peek(br.Buffered())
+			c.early = append([]byte(nil), b...)
+			if err := c.arm(0); err != nil {
+				c.kill()
+				return
+			}
+			go c.readWake()
+			return
+		}
+		if err := c.readFrame(br); err != nil {
+			if errors.Is(err, errStop) {
+				_ = c.arm(0) // closing: read no more, the close handshake drops it
+				return
+			}
+			c.kill()
+			return
+		}
+		if c.killed.Load() {
+			return
 		}
 	}
 }

@@ -2,6 +2,7 @@ package signalling
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ type reader struct {
 	epfd     int             // the epoll set the socket is in; -1 when none
 	early    []byte          // bytes that came with the handshake, read first
 	peekOnce bool            // the next socket read is non-blocking (start of a wake-up)
+	inline   bool            // read by an epoll loop, which must never block
 	frag     []byte          // the message being assembled from fragments
 	fragOp   ws.OpCode       // its opcode; 0 when none
 	held     atomic.Int64    // bytes of the server's MaxPendingBytes this connection holds
@@ -80,7 +82,27 @@ func (s source) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
+	if c.inline {
+		return 0, errNoData // the loop reads only whole frames it holds
+	}
 	return c.nc.Read(p)
+}
+
+// frameBuffered reports whether br holds at least one whole frame, or a
+// header the reader will refuse (so readFrame gets to say why).
+func frameBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	var hdr [ws.MaxHeaderSize - 2]byte
+	r := bytes.NewReader(b)
+	h, err := ws.ReadHeaderBuffer(r, hdr[:])
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return false
+	case err != nil:
+		return true
+	}
+	// Length is at most 2^63-1 and r.Len() non-negative: no overflow.
+	return h.Length <= int64(r.Len())
 }
 
 // readWake reads what a readable socket holds: frames until the buffer is
