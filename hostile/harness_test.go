@@ -67,6 +67,7 @@ func runMain(m *testing.M) int {
 		external = t
 		return m.Run()
 	}
+	defer printRSSTable()
 	if bin := os.Getenv("PIXELSTREAM_HOSTILE_BIN"); bin != "" {
 		pluginBin = bin
 		return m.Run()
@@ -183,6 +184,32 @@ func (t *Target) AssertAlive(tb testing.TB) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		tb.Fatalf("/healthz answered %s after the attack", resp.Status)
+	}
+}
+
+var (
+	rssMu   sync.Mutex
+	rssRows []string
+)
+
+func recordRSS(name string, peak, budget int64) {
+	if peak == 0 {
+		return
+	}
+	rssMu.Lock()
+	defer rssMu.Unlock()
+	rssRows = append(rssRows, fmt.Sprintf("| %s | %.1f MiB | %d MiB |", name, float64(peak)/(1<<20), budget>>20))
+}
+
+// printRSSTable prints the peak RSS of each row as a Markdown table when
+// PIXELSTREAM_BENCH is set (make bench collects these tables).
+func printRSSTable() {
+	if os.Getenv("PIXELSTREAM_BENCH") == "" || len(rssRows) == 0 {
+		return
+	}
+	fmt.Printf("\n### Peak RSS of the process under each hostile case\n\n| case | peak RSS (VmHWM) | budget |\n|---|---:|---:|\n")
+	for _, r := range rssRows {
+		fmt.Println(r)
 	}
 }
 
@@ -368,7 +395,9 @@ func (t *Target) Finish(tb testing.TB, by *Bystander, rssBudget int64) {
 		by.AssertReceiving(tb)
 	}
 	if rssBudget > 0 {
-		if peak := t.PeakRSS(tb); peak > rssBudget {
+		peak := t.PeakRSS(tb)
+		recordRSS(tb.Name(), peak, rssBudget)
+		if peak > rssBudget {
 			tb.Errorf("peak RSS %d MiB exceeds the budget of %d MiB", peak>>20, rssBudget>>20)
 		} else if peak > 0 {
 			tb.Logf("peak RSS %.1f MiB (budget %d MiB)", float64(peak)/(1<<20), rssBudget>>20)
