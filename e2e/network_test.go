@@ -522,9 +522,10 @@ func TestNetwork(t *testing.T) {
 
 		// Everything a player gets names the host side of the mapping.
 		_, status, _ := j.get(plain, "/api/status")
-		if !strings.Contains(status, fmt.Sprintf(`"player":"http://%s:%d/"`, nodeIP, j.http)) ||
-			!strings.Contains(status, fmt.Sprintf(`"turn":"%s:%d"`, nodeIP, j.turn)) {
-			t.Errorf("/api/status does not give the players' addresses %s:%d and %s:%d: %s", nodeIP, j.http, nodeIP, j.turn, status)
+		var st struct{ Endpoints struct{ Player, TURN string } }
+		_ = json.Unmarshal([]byte(status), &st)
+		if st.Endpoints.Player != fmt.Sprintf("http://%s:%d/", nodeIP, j.http) || st.Endpoints.TURN != fmt.Sprintf("%s:%d", nodeIP, j.turn) {
+			t.Errorf("/api/status does not give the players' addresses http://%s:%d/ and %s:%d: %s", nodeIP, j.http, nodeIP, j.turn, status)
 		}
 		found := false
 		for _, e := range a.allocDetail(j.alloc).TaskStates["game"].Events {
