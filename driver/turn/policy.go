@@ -12,7 +12,13 @@ import (
 //
 // Some classes are refused even when the streamer advertises them: loopback,
 // unspecified, link-local (which holds the 169.254.169.254 metadata service),
-// multicast/broadcast, and the IPv4-in-IPv6 forms of any of them. A streamer on
+// other cloud metadata addresses (100.100.100.200, 192.0.0.192,
+// 168.63.129.16, fd00:ec2::254, fd20:ce::254), multicast/broadcast, and the
+// IPv4-in-IPv6 forms of any of them. IPv6 forms that a translator or tunnel
+// turns into IPv4 (NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16,
+// Teredo 2001::/32, SIIT ::ffff:0:0:0/96) are refused even under an operator
+// catch-all: only an entry naming the range opens them, and never towards an
+// embedded IPv4 address of a refused class. A streamer on
 // the same node also advertises a host candidate on the node's own interface,
 // which is reachable from the relay, so refusing its loopback candidates costs
 // nothing and keeps every loopback service of the node out of reach. Private
