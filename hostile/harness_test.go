@@ -553,7 +553,11 @@ func StartStreamer(tb testing.TB, t *Target, id string) *Streamer {
 		stop: make(chan struct{}), stopped: make(chan struct{}), offerFor: make(chan string, 64)}
 	s.Expect(tb, "identify")
 	s.Send(tb, map[string]any{"type": "endpointId", "id": id, "protocolVersion": "1.3.0"})
-	s.Expect(tb, "endpointIdConfirm")
+	// A streamer of the same id still closing makes the server commit
+	// another one: use what it says.
+	if id := s.Expect(tb, "endpointIdConfirm").Str("committedId"); id != "" {
+		s.ID = id
+	}
 	go s.run()
 	tb.Cleanup(func() { close(s.stop); <-s.stopped })
 	return s
@@ -799,6 +803,47 @@ func (c *RawConn) ReadUntilClose(tb testing.TB) CloseResult {
 				r.Reason = string(body[2:])
 			}
 			return r
+		}
+	}
+}
+
+// ReadUntilPongOrClose reads server frames until a pong (pong true) or
+// the end of the connection, within waitFor.
+func (c *RawConn) ReadUntilPongOrClose(tb testing.TB) (r CloseResult, pong bool) {
+	tb.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(waitFor))
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(c.R, h[:]); err != nil {
+			if isTimeout(err) {
+				tb.Fatalf("server neither answered the ping nor ended the connection within %s", waitFor)
+			}
+			return CloseResult{Dropped: true}, false
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var b [2]byte
+			if _, err := io.ReadFull(c.R, b[:]); err != nil {
+				return CloseResult{Dropped: true}, false
+			}
+			n = int(b[0])<<8 | int(b[1])
+		case 127:
+			tb.Fatalf("server frame with a 64-bit length on a player connection")
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(c.R, body); err != nil {
+			return CloseResult{Dropped: true}, false
+		}
+		switch h[0] & 0x0f {
+		case 0xA:
+			return CloseResult{}, true
+		case 0x8:
+			r := CloseResult{RawBody: body}
+			if len(body) >= 2 {
+				r.Code, r.Reason = int(body[0])<<8|int(body[1]), string(body[2:])
+			}
+			return r, false
 		}
 	}
 }

@@ -195,9 +195,14 @@ func (l *epollLoop) readable(c *conn) {
 	br := l.br
 	br.Reset(source{c})
 	defer br.Reset(nil)
+	// inline is the reader's own state, and a goroutine may take over the
+	// reading below: it is reset by whoever stops reading here, never
+	// after that goroutine has started.
 	c.peekOnce, c.inline = true, true
-	defer func() { c.inline = false }()
+	// (After a panic nothing reads c again: recoverPeer removes it.)
+	stop := func() { c.inline = false }
 	if _, err := br.Peek(1); err != nil {
+		stop()
 		if !errors.Is(err, errNoData) {
 			c.kill() // reset, or the peer closed its side
 		}
@@ -209,6 +214,7 @@ func (l *epollLoop) readable(c *conn) {
 			// socket until that goroutine is done with it.
 			b, _ := br.Peek(br.Buffered())
 			c.early = append([]byte(nil), b...)
+			stop()
 			if err := c.arm(0); err != nil {
 				c.kill()
 				return
@@ -217,6 +223,7 @@ func (l *epollLoop) readable(c *conn) {
 			return
 		}
 		if err := c.readFrame(br); err != nil {
+			stop()
 			if errors.Is(err, errStop) {
 				_ = c.arm(0) // closing: read no more, the close handshake drops it
 				return
@@ -225,7 +232,8 @@ func (l *epollLoop) readable(c *conn) {
 			return
 		}
 		if c.killed.Load() {
-			return
+			break
 		}
 	}
+	stop()
 }

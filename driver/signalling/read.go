@@ -217,7 +217,9 @@ func (c *conn) readFrame(br *bufio.Reader) error {
 		state = state.Set(ws.StateFragmented)
 	}
 	if err := ws.CheckHeader(h, state); err != nil {
-		c.protocolError(headerProblem(h, err))
+		if !c.discard { // already closing: say nothing more
+			c.protocolError(headerProblem(h, err))
+		}
 		return errStop
 	}
 	if h.OpCode.IsControl() {
@@ -307,6 +309,14 @@ func (c *conn) releaseHeld() {
 	}
 }
 
+// dropMessage forgets the message being assembled when the connection
+// fails: its bytes go back to the server's budget now, not when the close
+// handshake ends.
+func (c *conn) dropMessage() {
+	c.frag, c.fragOp = nil, 0
+	c.releaseHeld()
+}
+
 // control reads a control frame (at most 125 bytes, checked by CheckHeader).
 func (c *conn) control(br *bufio.Reader, h ws.Header) error {
 	var buf [ws.MaxControlFramePayloadSize]byte
@@ -393,6 +403,7 @@ func (c *conn) peerClose(payload []byte) {
 
 func (c *conn) protocolError(reason string) {
 	c.discard = true
+	c.dropMessage()
 	c.srv.metrics.reject(c.role, reasonInvalid)
 	c.srv.log.Info("closing connection after a WebSocket protocol error", "role", c.role, "remote", c.remote, "reason", reason)
 	c.close(closeProtocol, reason)
@@ -400,6 +411,7 @@ func (c *conn) protocolError(reason string) {
 
 func (c *conn) invalidPayload(reason string) {
 	c.discard = true
+	c.dropMessage()
 	c.srv.metrics.reject(c.role, reasonInvalid)
 	c.srv.log.Info("closing connection after an invalid message", "role", c.role, "remote", c.remote, "reason", reason)
 	c.close(closeInvalidPayload, reason)
@@ -410,6 +422,7 @@ func (c *conn) tooBig() {
 		return
 	}
 	c.discard = true
+	c.dropMessage()
 	c.srv.metrics.reject(c.role, reasonTooBig)
 	c.close(closeTooBig, fmt.Sprintf("message larger than %d bytes", c.srv.limits.MaxMessageBytes))
 }
@@ -421,6 +434,7 @@ func (c *conn) overBudget() {
 		return
 	}
 	c.discard = true
+	c.dropMessage()
 	c.srv.metrics.reject(c.role, reasonPendingBudget)
 	c.srv.log.Warn("closing connection: messages in progress are over the server's budget", "role", c.role, "remote", c.remote, "budget", c.srv.limits.MaxPendingBytes)
 	c.close(closeTryAgainLater, fmt.Sprintf("server busy: more than %d bytes of messages in progress", c.srv.limits.MaxPendingBytes))
