@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: nomad-driver-pixelstream turn --listen ADDR --realm R --secret S [--relay-ip IP] [--public-ip IP]\n"+
-			"         [--relay-ports MIN-MAX] [--allow-peer IP[:PORT]|CIDR]... [--tls-cert F --tls-key F] [--quota-player N] [--quota-session N] [--quota-lifetime N] [--log-level L]\n\n"+
+			"         [--relay-ports MIN-MAX] [--allow-peer IP[:PORT]|CIDR]... [--tls-cert F --tls-key F] [--quota-player N] [--quota-session N] [--quota-lifetime N] [--tcp-max N] [--tcp-per-address N] [--log-level L]\n\n"+
 			"The secret may come from $%s instead of --secret (keeps it out of ps).\n"+
 			"Peers are denied by default: list the addresses relayed traffic may reach with --allow-peer.\n\n", secretEnv)
 		fs.PrintDefaults()
@@ -58,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Quotas.PerPlayer, "quota-player", 0, "concurrent allocations per username's id (default 12)")
 	fs.IntVar(&cfg.Quotas.PerSession, "quota-session", 0, "concurrent allocations in total (default 200)")
 	fs.IntVar(&cfg.Quotas.Lifetime, "quota-lifetime", 0, "allocations one username's id may create over its life (default 500)")
+	fs.IntVar(&cfg.MaxTCPConns, "tcp-max", 0, "concurrent TCP/TLS connections (default 1024)")
+	fs.IntVar(&cfg.MaxTCPConnsPerAddr, "tcp-per-address", 0, "concurrent TCP/TLS connections per client IPv4 address or IPv6 /64 (default 32)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to `file` until shutdown")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

@@ -144,7 +144,13 @@ func (rc *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // WriteTo implements net.PacketConn; a peer the policy refuses is dropped
 // silently (as a firewall would) and counted.
-func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+func (rc *relayConn) WriteTo(p []byte, addr net.Addr) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc.srv.panicked("relay_write", r)
+			n, err = 0, errors.New("turn: internal error relaying this packet")
+		}
+	}()
 	ap, err := addrPortOf(addr)
 	if err != nil {
 		return 0, err
@@ -219,7 +225,13 @@ func (g relayGen) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
 	return nil, errNoTCPRelay
 }
 
-func (g relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+func (g relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (pc net.PacketConn, addr net.Addr, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.srv.panicked("allocate", r)
+			pc, addr, err = nil, nil, errors.New("turn: internal error allocating a relay")
+		}
+	}()
 	s := g.srv
 	relayIP := s.cfg.relayIP
 	if (conf.Network == "udp6") == relayIP.Is4() {

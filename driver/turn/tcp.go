@@ -106,7 +106,15 @@ func (t *tcpListener) acceptLoop() {
 	}
 }
 
+// admit applies the caps and starts the connection's own goroutine; a bug
+// here drops that connection, never the accept loop.
 func (t *tcpListener) admit(c net.Conn) {
+	defer func() {
+		if r := recover(); r != nil {
+			_ = c.Close()
+			t.srv.panicked("tcp_accept", r)
+		}
+	}()
 	key := addrKey(c.RemoteAddr())
 	t.mu.Lock()
 	if t.byAddr[key] >= t.maxAddr {
@@ -258,13 +266,13 @@ func (f *frameConn) Read(p []byte) (n int, err error) {
 		}
 	}()
 	for {
-		idle := f.srv.cfg.idleTimeout
-		f.srv.mu.Lock()
-		if f.srv.byClient[clientKey{addr: f.client}] != nil {
-			idle = allocationLifetime
-		}
-		f.srv.mu.Unlock()
 		if f.r.Buffered() == 0 {
+			idle := f.srv.cfg.idleTimeout
+			f.srv.mu.Lock()
+			if f.srv.byClient[clientKey{addr: f.client}] != nil {
+				idle = allocationLifetime
+			}
+			f.srv.mu.Unlock()
 			_ = f.Conn.SetReadDeadline(time.Now().Add(idle))
 		}
 		frame, err := readFrame(f.r, f.buf, func() { _ = f.Conn.SetReadDeadline(time.Now().Add(f.srv.cfg.frameTimeout)) })
