@@ -37,7 +37,9 @@ type Quotas struct {
 	// A browser makes one per TURN URL and local interface (typically 2-6).
 	PerPlayer int
 	// PerSession is the number of allocations all players together may
-	// hold; streamer connections (StreamerCredentials) are not counted.
+	// hold. A streamer connection (StreamerCredentials, MarkStreamer) is not
+	// counted there: it has a budget of its own of the same size, and no
+	// PerPlayer or Lifetime limit (it relays for every player of its life).
 	PerSession int
 	// Lifetime is the number of allocations one id may create over its
 	// life (until its credentials expire or are revoked); it stops a

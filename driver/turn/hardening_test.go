@@ -80,6 +80,13 @@ func TestSessionQuotaLeavesTheStreamerOut(t *testing.T) {
 	if _, err := newClient(t, s, "udp", s.StreamerCredentials("streamer-1")).allocate(t); err != nil {
 		t.Errorf("streamer with the session quota full: %v", err)
 	}
+	// The streamer's own budget is the session's size, not PerPlayer.
+	if _, err := newClient(t, s, "udp", s.StreamerCredentials("streamer-1")).allocate(t); err != nil {
+		t.Errorf("streamer's second allocation: %v", err)
+	}
+	if _, err := newClient(t, s, "udp", s.StreamerCredentials("streamer-1")).allocate(t); turnCode(err) != 486 {
+		t.Errorf("streamer's third allocation over its own budget of 2: %v, want 486", err)
+	}
 	if got := metric(t, reg, "pixelstream_turn_quota_rejections_total", map[string]string{"quota": "session"}); got != 1 {
 		t.Errorf("quota_rejections_total{session} = %v, want 1", got)
 	}

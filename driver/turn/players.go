@@ -355,11 +355,19 @@ func (s *Server) checkQuota(userID string) (ok bool) {
 	p := s.playerLocked(id)
 	var quota string
 	switch {
+	case p.streamer:
+		// A streamer connection (loopback only, the session's own app)
+		// relays for every player of its life, several allocations each:
+		// its own budget, the size of the players' together, and no
+		// lifetime count.
+		if len(p.relays)+p.pending >= s.cfg.quotas.PerSession {
+			quota = "streamer"
+		}
 	case len(p.relays)+p.pending >= s.cfg.quotas.PerPlayer:
 		quota = "player"
 	case p.created+p.pending >= s.cfg.quotas.Lifetime:
 		quota = "lifetime"
-	case !p.streamer && s.livePlayers+s.pendingPlayers >= s.cfg.quotas.PerSession:
+	case s.livePlayers+s.pendingPlayers >= s.cfg.quotas.PerSession:
 		quota = "session"
 	}
 	if quota != "" {
