@@ -245,6 +245,11 @@ func (s *Server) Close() error {
 	for _, rc := range s.relays {
 		relays = append(relays, rc)
 	}
+	for _, p := range s.players {
+		if p.timer != nil {
+			p.timer.Stop() // nothing is left to revoke or forget
+		}
+	}
 	s.mu.Unlock()
 
 	var errs []error
