@@ -74,7 +74,7 @@ func (s *Server) forgetLocked(p *player) {
 // it any revocation). In-process credentials of a player connection are
 // forgotten sooner, on Revoke (closeRevoked). s.mu must be held.
 func (s *Server) scheduleForgetLocked(p *player, now time.Time) {
-	if len(p.relays) > 0 || p.pending > 0 || (p.timer != nil && !p.deadAt.IsZero() && now.Before(p.deadAt)) {
+	if s.closed || len(p.relays) > 0 || p.pending > 0 || (p.timer != nil && !p.deadAt.IsZero() && now.Before(p.deadAt)) {
 		return
 	}
 	until := max(p.issuedMax, p.seenMax, p.deadBefore)
