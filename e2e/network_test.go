@@ -642,6 +642,43 @@ func TestNetwork(t *testing.T) {
 		a.nomad("job", "stop", "-purge", j.name)
 	})
 
+	step("a public address that is not an IP fails the task naming the field", func(t *testing.T) {
+		failure := func(t *testing.T, j *netJob) string {
+			t.Helper()
+			a.nomad("job", "run", "-detach", j.file(t))
+			var msg string
+			a.eventually(60*time.Second, j.name+" to fail with a message", func() bool {
+				for _, al := range a.allocs(j.name) {
+					for _, e := range a.allocDetail(al.ID).TaskStates["game"].Events {
+						if e.Type == "Failed Validation" || e.Type == "Driver Failure" {
+							msg = e.Type + ": " + e.DisplayMessage
+							return true
+						}
+					}
+				}
+				return false
+			})
+			a.nomad("job", "stop", "-purge", j.name)
+			return msg
+		}
+		// A value that resolves, but not to an IP: the driver names the field.
+		msg := failure(t, &netJob{name: "net-not-ip",
+			groupExtra:  "    meta {\n      public_ip = \"turn.example.com\"\n    }\n",
+			configExtra: "        turn {\n          public_address = \"${NOMAD_META_public_ip}\"\n        }\n"})
+		if !strings.Contains(msg, `turn.public_address: "turn.example.com" is not an IP address`) {
+			t.Errorf("the failure does not name turn.public_address: %s", msg)
+		}
+		// A node attribute this node lacks (the issue's AWS example): Nomad
+		// itself refuses the reference before the driver sees the config,
+		// naming the missing part; the README says to constrain such jobs
+		// to nodes that have it.
+		msg = failure(t, &netJob{name: "net-no-attr",
+			configExtra: "        turn {\n          public_address = \"${attr.unique.platform.aws.public-ipv4}\"\n        }\n"})
+		if !strings.Contains(msg, `attribute named "platform"`) {
+			t.Errorf("Nomad's failure does not name the missing attribute: %s", msg)
+		}
+	})
+
 	step("Nomad service discovery: the /readyz check passes only once the streamer identified", func(t *testing.T) {
 		const name = "net-service"
 		gate, err := os.MkdirTemp("", "pixelstream-net-gate-")
