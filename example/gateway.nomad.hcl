@@ -30,6 +30,12 @@ variable "port" {
   description = "The visitors' port on the node (0: Nomad picks one)."
 }
 
+variable "nomad_addr" {
+  type        = string
+  default     = ""
+  description = "The Nomad HTTP API as the gateway reaches it; \"\": the local agent on port 4646."
+}
+
 variable "count" {
   type    = number
   default = 1
@@ -114,7 +120,7 @@ job "pixelstream-gateway" {
         args = concat([
           "gateway",
           "-listen", "0.0.0.0:${NOMAD_PORT_http}",
-          "-nomad-addr", "http://${attr.nomad.advertise.address}",
+          "-nomad-addr", var.nomad_addr != "" ? var.nomad_addr : "http://${attr.unique.network.ip-address}:4646",
           "-job", "pixelstream-session",
           "-service", "pixelstream-session",
           "-min-free", "${var.min_free}",

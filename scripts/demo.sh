@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make demo` / `make demo-stop`: a Nomad agent on loopback with the plugin,
-# running example/demo.nomad.hcl. `start` returns once the stream is ready and
-# prints the URL to open; running it again reuses the agent and the job.
+# running the pool session job (example/session.nomad.hcl, pool = true) and
+# the gateway (example/gateway.nomad.hcl). `start` returns once the gateway
+# has a warm session and prints its one URL: every browser that opens it gets
+# a session of its own. Running it again reuses the agent and the jobs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -9,6 +11,9 @@ DIR=$ROOT/build/demo
 NOMAD=$ROOT/build/nomad
 export NOMAD_ADDR=http://127.0.0.1:4646
 JOB=pixelstream-demo
+SESSION_JOB=pixelstream-session
+GATEWAY_JOB=pixelstream-gateway
+GATEWAY_PORT=${GATEWAY_PORT:-8080}
 
 agent_running() {
   [ -f "$DIR/agent.pid" ] && kill -0 "$(cat "$DIR/agent.pid")" 2>/dev/null
@@ -25,18 +30,17 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
+# quiet COMMAND...: run it, showing its output only when it fails.
+quiet() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    echo "$out" >&2
+    return 1
+  fi
+}
+
 driver_healthy() {
   [ "$("$NOMAD" node status -self -t '{{ (index .Drivers "pixelstream").Healthy }}' 2>/dev/null)" = true ]
-}
-
-alloc_id() {
-  local id
-  id=$("$NOMAD" job allocs -t '{{ range . }}{{ if eq .ClientStatus "running" }}{{ .ID }}{{ "\n" }}{{ end }}{{ end }}' "$JOB" 2>/dev/null | head -1)
-  [ -n "$id" ] && echo "$id"
-}
-
-player_port() {
-  "$NOMAD" alloc status -t '{{ range .AllocatedResources.Shared.Ports }}{{ if eq .Label "http" }}{{ .Value }}{{ end }}{{ end }}' "$1"
 }
 
 start() {
@@ -49,25 +53,46 @@ start() {
     fi
     install -m 0755 build/nomad-driver-pixelstream "$DIR/plugins/nomad-driver-pixelstream"
     sed "s|@DIR@|$DIR|g" example/agent.hcl > "$DIR/agent.hcl"
+    # The gateway job runs the host's binary (raw_exec).
+    printf '\nplugin "raw_exec" {\n  config {\n    enabled = true\n  }\n}\n' >> "$DIR/agent.hcl"
     setsid "$NOMAD" agent -config "$DIR/agent.hcl" > "$DIR/agent.log" 2>&1 < /dev/null &
     echo $! > "$DIR/agent.pid"
     echo "Nomad agent starting (log: $DIR/agent.log)"
   fi
   wait_for 120 "the Nomad node with a healthy pixelstream driver" driver_healthy
-  "$NOMAD" job run -detach -var "streamer=$ROOT/build/streamer" example/demo.nomad.hcl >/dev/null
-  wait_for 120 "the demo allocation to run" alloc_id
-  local alloc port
-  alloc=$(alloc_id)
-  port=$(player_port "$alloc")
-  wait_for 120 "the stream to be ready (streamer identified)" curl -sf "http://127.0.0.1:$port/readyz"
-  echo "Stream ready: allocation ${alloc:0:8}; nomad alloc logs -f ${alloc:0:8} shows the app, make demo-stop ends it."
+  # One secret for the gateway and its sessions, in Nomad variables (the
+  # jobs read them through templates; it never appears on a command line
+  # that stays around).
+  if ! "$NOMAD" var get "nomad/jobs/$SESSION_JOB" >/dev/null 2>&1; then
+    local secret
+    secret=$(openssl rand -hex 32)
+    quiet "$NOMAD" var put -force "nomad/jobs/$SESSION_JOB" "gateway_secret=$secret"
+    quiet "$NOMAD" var put -force "nomad/jobs/$GATEWAY_JOB" "gateway_secret=$secret"
+  fi
+  quiet "$NOMAD" job run -detach -var pool=true -var idle_timeout=1m -var "streamer=$ROOT/build/streamer" example/session.nomad.hcl
+  quiet "$NOMAD" job run -detach -var "binary=$DIR/plugins/nomad-driver-pixelstream" -var "port=$GATEWAY_PORT" \
+    -var nomad_addr="$NOMAD_ADDR" -var min_free=1 -var max_sessions=3 example/gateway.nomad.hcl
+  wait_for 120 "the gateway to answer on 127.0.0.1:$GATEWAY_PORT" curl -sf "http://127.0.0.1:$GATEWAY_PORT/healthz"
+  wait_for 180 "a warm session in the gateway's pool" warm_session
+  echo "Gateway ready with a warm session; two browsers get two sessions (at most 3 at once, then a queue)."
+  echo "nomad job status $SESSION_JOB lists the sessions; make demo-stop ends everything."
   echo
-  echo "Open http://127.0.0.1:$port/"
+  echo "Open http://127.0.0.1:$GATEWAY_PORT/"
+}
+
+# warm_session: the gateway's pool has a free session whose streamer is ready.
+warm_session() {
+  curl -sf "http://127.0.0.1:$GATEWAY_PORT/metrics" | grep -q '^pixelstream_gateway_sessions{state="free"} [1-9]'
 }
 
 stop() {
   if agent_running; then
     "$NOMAD" job stop -purge -detach "$JOB" >/dev/null 2>&1 || true
+    "$NOMAD" job stop -purge -detach "$GATEWAY_JOB" >/dev/null 2>&1 || true
+    for child in $("$NOMAD" job status -short "$SESSION_JOB" 2>/dev/null | awk '/dispatch-/ {print $1}'); do
+      "$NOMAD" job stop -purge -detach "$child" >/dev/null 2>&1 || true
+    done
+    "$NOMAD" job stop -purge -detach "$SESSION_JOB" >/dev/null 2>&1 || true
     # Let the session end the way a user's `nomad job stop` ends it.
     wait_for 60 "the demo session to stop" bash -c "! pgrep -f '$DIR/plugins/[n]omad-driver-pixelstream session' >/dev/null" || true
     kill -INT "$(cat "$DIR/agent.pid")" 2>/dev/null || true

@@ -243,7 +243,15 @@ async function waitFor(page, fn, arg, check, timeoutMs) {
     const until = Date.now() + timeoutMs;
     let last;
     for (;;) {
-        last = await page.evaluate(fn, arg);
+        try {
+            last = await page.evaluate(fn, arg);
+        } catch (e) {
+            // A page that navigates by itself (the gateway's waiting page
+            // entering its session) destroys the context mid-evaluate.
+            if (Date.now() > until || !/context was destroyed|navigat/i.test(String(e))) throw e;
+            await new Promise((r) => setTimeout(r, 100));
+            continue;
+        }
         if (check(last) || Date.now() > until) return last;
         await new Promise((r) => setTimeout(r, 100));
     }
@@ -308,6 +316,24 @@ const ops = {
     },
     async websocket({ name, url }) {
         return get(name).page.evaluate(probeWebSocket, { url });
+    },
+    // The element's attribute (or its text when attr is empty), null when
+    // absent; waits up to timeoutMs for the element (the gateway's waiting page).
+    async query({ name, selector, attr = '', timeoutMs = 0 }) {
+        const { page } = get(name);
+        const read = ({ selector, attr }) => {
+            const el = document.querySelector(selector);
+            if (!el) return null;
+            return attr ? el.getAttribute(attr) : el.textContent;
+        };
+        return waitFor(page, read, { selector, attr }, (v) => v !== null && v !== '', timeoutMs);
+    },
+    // Loads url in the page's own context again (a reload: same cookies).
+    async goto({ name, url }) {
+        const { page } = get(name);
+        const navigatedAt = Date.now();
+        const resp = await page.goto(url, { waitUntil: 'domcontentloaded' });
+        return { status: resp ? resp.status() : 0, navigatedAt };
     },
     async close({ name }) {
         const { context } = get(name);
