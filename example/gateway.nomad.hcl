@@ -62,6 +62,12 @@ variable "extra_args" {
   description = "More gateway flags, e.g. [\"-auth-mode=jwt\", ...] or [\"-route=redirect\"]."
 }
 
+variable "node_class" {
+  type        = string
+  default     = ""
+  description = "Run the gateway only on nodes of this node_class (\"\": anywhere)."
+}
+
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
@@ -73,6 +79,14 @@ job "pixelstream-gateway" {
 
   group "gateway" {
     count = var.count
+
+    dynamic "constraint" {
+      for_each = var.node_class == "" ? [] : [var.node_class]
+      content {
+        attribute = "${node.class}"
+        value     = constraint.value
+      }
+    }
 
     network {
       port "http" {

@@ -32,6 +32,12 @@ variable "pool" {
   description = "true: sessions for the gateway (claims with the secret from a Nomad variable); false: the dispatch names the player token."
 }
 
+variable "claim_timeout" {
+  type        = string
+  default     = "60s"
+  description = "pool = true: how long a claim waits for its visitor before the session is free again."
+}
+
 variable "idle_timeout" {
   type    = string
   default = "5m"
@@ -125,7 +131,8 @@ job "pixelstream-session" {
           token = var.pool ? "" : "${NOMAD_META_token}"
         }
         gateway {
-          secret = var.pool ? "${GATEWAY_SECRET}" : ""
+          secret        = var.pool ? "${GATEWAY_SECRET}" : ""
+          claim_timeout = var.pool ? var.claim_timeout : ""
         }
       }
 

@@ -104,7 +104,7 @@ func New(cfg *config.Config, log hclog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, m: m, pool: p, queue: queue.New(cfg.MaxQueue), visitors: va,
 		signer: auth.NewSigner(cfg.Secret), waiting: page,
 		pending: map[string]*pool.Assignment{}, waiters: map[*queue.Waiter]*waiterConns{}}
-	g.proxy = proxy.New(log.Named("proxy"), g.gatewayCookie, g.proxyError)
+	g.proxy = proxy.New(log.Named("proxy"), g.gatewayCookie, cfg.Auth.Query, g.proxyError)
 	return g, nil
 }
 

@@ -88,9 +88,10 @@ warm_session() {
 stop() {
   if agent_running; then
     "$NOMAD" job stop -purge -detach "$JOB" >/dev/null 2>&1 || true
-    "$NOMAD" job stop -purge -detach "$GATEWAY_JOB" >/dev/null 2>&1 || true
-    for child in $("$NOMAD" job status -short "$SESSION_JOB" 2>/dev/null | awk '/dispatch-/ {print $1}'); do
-      "$NOMAD" job stop -purge -detach "$child" >/dev/null 2>&1 || true
+    # The gateway first (it would dispatch replacements), then every session.
+    "$NOMAD" job stop -purge "$GATEWAY_JOB" >/dev/null 2>&1 || true
+    for child in $(curl -sf "$NOMAD_ADDR/v1/jobs?prefix=$SESSION_JOB/dispatch-" | grep -o '"ID":"[^"]*"' | cut -d'"' -f4); do
+      "$NOMAD" job stop -purge "$child" >/dev/null 2>&1 || true
     done
     "$NOMAD" job stop -purge -detach "$SESSION_JOB" >/dev/null 2>&1 || true
     # Let the session end the way a user's `nomad job stop` ends it.

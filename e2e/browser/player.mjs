@@ -328,6 +328,14 @@ const ops = {
         };
         return waitFor(page, read, { selector, attr }, (v) => v !== null && v !== '', timeoutMs);
     },
+    // GETs path from the page (its origin, its cookies) and returns the JSON.
+    async fetchJSON({ name, path }) {
+        return get(name).page.evaluate(async (p) => {
+            const r = await fetch(p, { credentials: 'same-origin' });
+            if (!r.ok) throw new Error(`${p}: ${r.status}`);
+            return r.json();
+        }, path);
+    },
     // Loads url in the page's own context again (a reload: same cookies).
     async goto({ name, url }) {
         const { page } = get(name);

@@ -50,8 +50,9 @@ type Session struct {
 	Ready   bool   `json:"ready"`
 	Visitor string `json:"visitor,omitempty"`
 
-	claiming bool // a claim of this replica is in flight
-	failures int  // state reads in a row that failed
+	claiming bool      // a claim of this replica is in flight
+	failures int       // state reads in a row that failed
+	seen     time.Time // first registration seen
 }
 
 // Assignment is a session claimed for one visitor.
@@ -89,7 +90,8 @@ type Pool struct {
 	sessions map[string]*Session  // by alloc id
 	children map[string]time.Time // live dispatched children, by job id: when first known
 	childIdx uint64
-	synced   bool // both watches have answered once
+	synced   bool // the service watch has answered once
+	kids     bool // the children watch has answered once
 	demand   int  // visitors waiting for a session
 	changed  chan struct{}
 	ends     []time.Time   // recent session ends and returns to the pool
@@ -169,10 +171,24 @@ func (p *Pool) Lookup(allocID string) (Session, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s, ok := p.sessions[allocID]
-	if !ok {
+	if !ok || !p.liveLocked(s, time.Now()) {
 		return Session{}, false
 	}
 	return *s, true
+}
+
+// liveLocked says whether a registered session's job is still live. A
+// registration can outlive its job for a while (a lost node's allocations),
+// and such a session must neither count nor be handed out. A registration
+// seen moments ago may be ahead of the job list.
+func (p *Pool) liveLocked(s *Session, now time.Time) bool {
+	if !p.kids {
+		return true
+	}
+	if _, ok := p.children[s.JobID]; ok {
+		return true
+	}
+	return now.Sub(s.seen) < 10*time.Second
 }
 
 // Forget marks a session the gateway could not reach as not ready, so no
@@ -190,7 +206,11 @@ func (p *Pool) Forget(allocID string) {
 // Counts is the fleet by state; Live counts dispatched children that have
 // not ended, registered or not.
 type Counts struct {
-	Starting, Free, Claimed, Busy, Live int
+	Starting int `json:"starting"`
+	Free     int `json:"free"`
+	Claimed  int `json:"claimed"`
+	Busy     int `json:"busy"`
+	Live     int `json:"live"`
 }
 
 // Counts returns the fleet by state.
@@ -203,7 +223,11 @@ func (p *Pool) Counts() Counts {
 func (p *Pool) countsLocked() Counts {
 	c := Counts{Live: len(p.children)}
 	registered := 0
+	now := time.Now()
 	for _, s := range p.sessions {
+		if !p.liveLocked(s, now) {
+			continue
+		}
 		registered++
 		switch {
 		case s.State == Free && s.Ready && !s.claiming:
@@ -301,7 +325,7 @@ func (p *Pool) applyServices(regs []nomad.Registration) {
 			s.Addr = addr
 			continue
 		}
-		p.sessions[r.AllocID] = &Session{AllocID: r.AllocID, NodeID: r.NodeID, JobID: r.JobID, Addr: addr, State: Starting}
+		p.sessions[r.AllocID] = &Session{AllocID: r.AllocID, NodeID: r.NodeID, JobID: r.JobID, Addr: addr, State: Starting, seen: now}
 		p.log.Info("session registered", "alloc", r.AllocID, "node", r.NodeID, "address", addr)
 	}
 	for id, s := range p.sessions {
@@ -357,6 +381,7 @@ func (p *Pool) watchChildren(ctx context.Context) {
 		}
 		p.children = live
 		p.childIdx = idx
+		p.kids = true
 		p.notifyLocked()
 		p.mu.Unlock()
 	}
@@ -461,8 +486,9 @@ func (p *Pool) Claim(ctx context.Context, visitor, subject string) (*Assignment,
 	for {
 		p.mu.Lock()
 		var cands []*Session
+		now := time.Now()
 		for _, s := range p.sessions {
-			if s.State == Free && s.Ready && !s.claiming && !tried[s.AllocID] {
+			if s.State == Free && s.Ready && !s.claiming && !tried[s.AllocID] && p.liveLocked(s, now) {
 				cands = append(cands, s)
 			}
 		}

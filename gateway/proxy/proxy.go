@@ -40,13 +40,19 @@ func TargetOf(r *http.Request) (Target, bool) {
 
 // New returns the reverse proxy. dropCookie says which cookies stay at
 // the gateway; onError handles a session that did not answer.
-func New(log hclog.Logger, dropCookie func(name string) bool, onError func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+// dropQuery names the query parameter that carries the visitor's credential:
+// it stays at the gateway too.
+func New(log hclog.Logger, dropCookie func(name string) bool, dropQuery string, onError func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t, _ := TargetOf(pr.In)
 			pr.SetURL(&url.URL{Scheme: "http", Host: t.Addr})
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			if q := pr.Out.URL.Query(); dropQuery != "" && q.Has(dropQuery) {
+				q.Del(dropQuery)
+				pr.Out.URL.RawQuery = q.Encode()
+			}
 			pr.Out.Header.Set("Authorization", "Bearer "+t.Token)
 			keep := make([]string, 0, 4)
 			for _, c := range pr.In.Cookies() {

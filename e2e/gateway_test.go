@@ -1,0 +1,447 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const (
+	gwSecret  = "e2e-gateway-secret-0123456789abcdef"
+	gwJWTKey  = "e2e-jwt-hs256-key-0123456789abcdef0123"
+	gwIssuer  = "https://id.example.test"
+	gwAudient = "play.example.test"
+)
+
+// gwSession is one entry of the gateway's /api/sessions.
+type gwSession struct {
+	AllocID string `json:"alloc_id"`
+	NodeID  string `json:"node_id"`
+	Address string `json:"address"`
+	State   string `json:"state"`
+	Ready   bool   `json:"ready"`
+	Visitor string `json:"visitor"`
+}
+
+// gateway drives the gateway job's replicas.
+type gateway struct {
+	c    *cluster
+	urls []string // one per replica
+}
+
+// runGateway (re)deploys the gateway job and waits for every replica.
+func (c *cluster) runGateway(count int, vars ...string) *gateway {
+	c.t.Helper()
+	_, _ = c.server.nomadErr("job", "stop", "-purge", "pixelstream-gateway")
+	args := []string{"job", "run", "-detach", "-var", "binary=" + bin("nomad-driver-pixelstream"), "-var", "port=0",
+		"-var", "nomad_addr=" + c.server.addr, "-var", "node_class=c1", "-var", fmt.Sprintf("count=%d", count)}
+	for _, v := range vars {
+		args = append(args, "-var", v)
+	}
+	c.nomadOut(append(args, "../example/gateway.nomad.hcl")...)
+	g := &gateway{c: c}
+	c.server.eventually(90*time.Second, fmt.Sprintf("%d gateway replicas answering /healthz", count), func() bool {
+		g.urls = g.urls[:0]
+		for _, al := range c.server.allocs("pixelstream-gateway") {
+			if al.ClientStatus != "running" {
+				continue
+			}
+			port := c.server.playerPortOf(al.ID, "http")
+			u := fmt.Sprintf("http://127.0.0.1:%d", port)
+			if resp, err := http.Get(u + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					g.urls = append(g.urls, u)
+				}
+			}
+		}
+		return len(g.urls) == count
+	})
+	return g
+}
+
+// playerPortOf is an allocation's host port of a label.
+func (a *agent) playerPortOf(allocID, label string) int {
+	var al struct {
+		AllocatedResources struct {
+			Shared struct {
+				Ports []struct {
+					Label string
+					Value int
+				}
+			}
+		}
+	}
+	if err := a.api("/v1/allocation/"+allocID, &al); err != nil {
+		return 0
+	}
+	for _, p := range al.AllocatedResources.Shared.Ports {
+		if p.Label == label {
+			return p.Value
+		}
+	}
+	return 0
+}
+
+func (g *gateway) sessions(replica int) []gwSession {
+	req, _ := http.NewRequest(http.MethodGet, g.urls[replica]+"/api/sessions", nil)
+	req.Header.Set("Authorization", "Bearer "+gwSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var out struct{ Sessions []gwSession }
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out.Sessions
+}
+
+func (g *gateway) count(replica int, state string) int {
+	n := 0
+	for _, s := range g.sessions(replica) {
+		if s.State == state && (state != "free" || s.Ready) {
+			n++
+		}
+	}
+	return n
+}
+
+// metric reads one sample of a replica's /metrics.
+func (g *gateway) metric(replica int, name string) float64 {
+	resp, err := http.Get(g.urls[replica] + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			var v float64
+			fmt.Sscan(strings.TrimPrefix(line, name+" "), &v)
+			return v
+		}
+	}
+	return -1
+}
+
+// sessionOf is the session a page streams from, by its own /api/status.
+func sessionOf(t *testing.T, p *page, g *gateway) gwSession {
+	t.Helper()
+	var st struct {
+		Endpoints struct{ Player string }
+	}
+	if err := p.c.call(30*time.Second, "fetchJSON", map[string]any{"name": p.name, "path": "/api/status"}, &st); err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	u, err := url.Parse(st.Endpoints.Player)
+	if err != nil || u.Host == "" {
+		t.Fatalf("%s: /api/status names no player endpoint: %+v", p.name, st)
+	}
+	for i := range g.urls {
+		for _, s := range g.sessions(i) {
+			if s.Address == u.Host {
+				return s
+			}
+		}
+	}
+	t.Fatalf("%s streams from %s, which the gateway does not list", p.name, u.Host)
+	return gwSession{}
+}
+
+// playWithin waits until the page presents frames, however it got there
+// (the waiting page enters its session by itself).
+func playWithin(t *testing.T, p *page, within time.Duration) streamState {
+	t.Helper()
+	var s streamState
+	if err := p.c.call(within+10*time.Second, "play", map[string]any{"name": p.name, "frames": 3, "timeoutMs": within.Milliseconds()}, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Presented < 3 || s.VideoWidth == 0 {
+		t.Fatalf("page %s does not play within %s: %s", p.name, within, s)
+	}
+	return s
+}
+
+func queryText(t *testing.T, p *page, selector, attr string, within time.Duration) string {
+	t.Helper()
+	var v *string
+	if err := p.c.call(within+10*time.Second, "query", map[string]any{"name": p.name, "selector": selector, "attr": attr,
+		"timeoutMs": within.Milliseconds()}, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v == nil {
+		return ""
+	}
+	return *v
+}
+
+// visit GETs the gateway's page as a browser navigation with no cookies
+// and says whether it was given a session (the binding cookie).
+func visit(u string) (assigned bool, visitor string, status int, err error) {
+	req, _ := http.NewRequest(http.MethodGet, u+"/", nil)
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, "", 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	for _, c := range resp.Cookies() {
+		switch c.Name {
+		case "pixelstream_session":
+			assigned = c.Value != ""
+		case "pixelstream_visitor":
+			visitor = c.Value
+		}
+	}
+	return assigned, visitor, resp.StatusCode, nil
+}
+
+// claimState asks a session itself (with the gateway secret) its state.
+func claimState(addr string) (state, visitor string) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/claim", nil)
+	req.Header.Set("Authorization", "Bearer "+gwSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", ""
+	}
+	defer resp.Body.Close()
+	var st struct{ State, Visitor string }
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	return st.State, st.Visitor
+}
+
+func signJWT(t *testing.T, key string, mod func(*jwt.RegisteredClaims)) string {
+	t.Helper()
+	now := time.Now()
+	c := jwt.RegisteredClaims{Issuer: gwIssuer, Audience: jwt.ClaimStrings{gwAudient}, Subject: "alice@example.test",
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}
+	if mod != nil {
+		mod(&c)
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestGateway runs the fleet behind one URL on a three-agent cluster: the
+// session job (pool) and the gateway (two replicas, on client c1) as Nomad
+// jobs, real sessions with the stand-in streamer, headless Chromium
+// visitors.
+func TestGateway(t *testing.T) {
+	c := startCluster(t)
+	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-session", "gateway_secret="+gwSecret)
+	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret)
+	// idle_timeout 3s: a visitor who closes the tab frees the capacity fast.
+	c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"),
+		"-var", "idle_timeout=3s", "-var", "claim_timeout=8s", "../example/session.nomad.hcl")
+	g := c.runGateway(2, "min_free=3", "max_sessions=3", "max_queue=200")
+	c.server.eventually(180*time.Second, "3 free, ready sessions seen by both replicas", func() bool {
+		return g.count(0, "free") == 3 && g.count(1, "free") == 3
+	})
+	if live := g.sessions(0); len(live) != 3 {
+		t.Fatalf("max_sessions 3 but %d sessions: %+v", len(live), live)
+	}
+
+	t.Run("100 concurrent claims through two replicas hand out exactly 3", func(t *testing.T) {
+		c.server.t = t
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		winners := map[string]bool{}
+		statuses := map[int]int{}
+		for i := 0; i < 100; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				assigned, visitor, status, err := visit(g.urls[i%2])
+				mu.Lock()
+				defer mu.Unlock()
+				statuses[status]++
+				if err != nil {
+					t.Errorf("visit %d: %v", i, err)
+				}
+				if assigned {
+					winners[visitor] = true
+				}
+			}(i)
+		}
+		wg.Wait()
+		if len(winners) != 3 || statuses[http.StatusOK] != 100 {
+			t.Fatalf("%d visitors got a session (want 3); statuses %v", len(winners), statuses)
+		}
+		// Each session agrees: claimed, by one of the winners, no two alike.
+		seen := map[string]bool{}
+		for _, s := range g.sessions(0) {
+			state, visitor := claimState(s.Address)
+			if state != "claimed" || !winners[visitor] || seen[visitor] {
+				t.Fatalf("session %s says %q for visitor %q; winners %v", s.AllocID, state, visitor, winners)
+			}
+			seen[visitor] = true
+		}
+		// Nobody came for them: the claims expire and the pool is free again.
+		c.server.eventually(60*time.Second, "the unused claims to expire", func() bool { return g.count(0, "free") == 3 })
+	})
+
+	b := startChromium(t)
+	var pages []*page
+	var sess []gwSession
+
+	t.Run("three visitors stream from three allocations on both clients", func(t *testing.T) {
+		c.server.t = t
+		for i := 0; i < 3; i++ {
+			p, status, _ := b.open(t, fmt.Sprintf("visitor%d", i+1), g.urls[0]+"/")
+			if status != http.StatusOK {
+				t.Fatalf("visitor %d: HTTP %d", i+1, status)
+			}
+			pages = append(pages, p)
+		}
+		allocs, classes := map[string]bool{}, map[string]bool{}
+		for _, p := range pages {
+			playWithin(t, p, 60*time.Second)
+			s := sessionOf(t, p, g)
+			sess = append(sess, s)
+			allocs[s.AllocID] = true
+			classes[c.nodeClass(s.NodeID)] = true
+		}
+		if len(allocs) != 3 || len(classes) != 2 {
+			t.Fatalf("visitors stream from %d allocations on node classes %v; want 3 on c1 and c2: %+v", len(allocs), classes, sess)
+		}
+	})
+
+	t.Run("a fourth visitor waits at position 1 and streams when a tab closes", func(t *testing.T) {
+		c.server.t = t
+		if len(pages) != 3 {
+			t.Skip("needs the three streaming visitors")
+		}
+		p4, status, _ := b.open(t, "visitor4", g.urls[0]+"/")
+		if status != http.StatusOK {
+			t.Fatalf("visitor 4: HTTP %d", status)
+		}
+		if pos := queryText(t, p4, "#position", "data-position", 20*time.Second); pos != "1" {
+			t.Fatalf("visitor 4 sees position %q, want 1", pos)
+		}
+		var q struct{ Length int }
+		resp, err := http.Get(g.urls[0] + "/api/queue")
+		if err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&q)
+			resp.Body.Close()
+		}
+		if q.Length != 1 {
+			t.Fatalf("/api/queue length %d, want 1", q.Length)
+		}
+		pages[0].close(t)
+		// The session ends on its idle_timeout, the gateway dispatches a new
+		// one for the waiting visitor, whose page enters it by itself.
+		playWithin(t, p4, 120*time.Second)
+		s4 := sessionOf(t, p4, g)
+		if s4.AllocID == sess[0].AllocID {
+			t.Fatalf("visitor 4 got the closed tab's session %s", s4.AllocID)
+		}
+		pages[0], sess[0] = p4, s4
+	})
+
+	t.Run("a client killed mid-stream: the visitor reloads and streams from the other client", func(t *testing.T) {
+		c.server.t = t
+		var victim *page
+		var lost gwSession
+		for i, s := range sess {
+			if c.nodeClass(s.NodeID) == "c2" {
+				victim, lost = pages[i], s
+			}
+		}
+		if victim == nil {
+			t.Skip("no visitor streams from c2")
+		}
+		c.killClient("c2")
+		var r struct{ Status int }
+		if err := b.call(60*time.Second, "goto", map[string]any{"name": victim.name, "url": g.urls[0] + "/"}, &r); err != nil {
+			t.Fatal(err)
+		}
+		playWithin(t, victim, 150*time.Second)
+		s := sessionOf(t, victim, g)
+		if s.AllocID == lost.AllocID || c.nodeClass(s.NodeID) != "c1" {
+			t.Fatalf("after losing c2 the visitor streams from %+v (lost %s)", s, lost.AllocID)
+		}
+	})
+
+	for _, p := range pages {
+		_ = b.call(30*time.Second, "close", map[string]any{"name": p.name}, nil)
+	}
+
+	t.Run("warm pool: a visitor gets a session that was free before they arrived", func(t *testing.T) {
+		c.server.t = t
+		g = c.runGateway(1, "min_free=1", "max_sessions=2")
+		var free map[string]bool
+		c.server.eventually(180*time.Second, "a warm session", func() bool {
+			free = map[string]bool{}
+			for _, s := range g.sessions(0) {
+				if s.State == "free" && s.Ready {
+					free[s.AllocID] = true
+				}
+			}
+			return len(free) >= 1
+		})
+		before := g.metric(0, "pixelstream_gateway_dispatches_total")
+		p, _, _ := b.open(t, "warm", g.urls[0]+"/")
+		playWithin(t, p, 60*time.Second)
+		s := sessionOf(t, p, g)
+		if !free[s.AllocID] {
+			t.Fatalf("the visitor's session %s was not among the warm ones %v", s.AllocID, free)
+		}
+		// The claim was made before any new dispatch: the one the pool
+		// makes to refill min_free comes after it (at most one).
+		if after := g.metric(0, "pixelstream_gateway_dispatches_total"); after > before+1 {
+			t.Fatalf("dispatches went from %v to %v while the visitor arrived", before, after)
+		}
+		p.close(t)
+	})
+
+	t.Run("JWT: bad signature, expired and wrong audience refused; a valid one streams with its subject on the session's events", func(t *testing.T) {
+		c.server.t = t
+		g = c.runGateway(1, "min_free=1", "max_sessions=2", fmt.Sprintf(`extra_args=["-auth-mode=jwt","-auth-jwt-algorithm=HS256","-auth-jwt-hmac-key=%s","-auth-jwt-issuer=%s","-auth-jwt-audience=%s"]`,
+			gwJWTKey, gwIssuer, gwAudient))
+		for name, tok := range map[string]string{
+			"bad signature":  signJWT(t, "another-key-that-is-long-enough-000000", nil),
+			"expired":        signJWT(t, gwJWTKey, func(c *jwt.RegisteredClaims) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour)) }),
+			"wrong audience": signJWT(t, gwJWTKey, func(c *jwt.RegisteredClaims) { c.Audience = jwt.ClaimStrings{"elsewhere"} }),
+			"none":           "",
+		} {
+			assigned, _, status, err := visit(g.urls[0] + "/?auth=" + url.QueryEscape(tok))
+			if err != nil || status != http.StatusUnauthorized || assigned {
+				t.Fatalf("%s: HTTP %d assigned %v err %v; want 401", name, status, assigned, err)
+			}
+		}
+		c.server.eventually(180*time.Second, "a warm session", func() bool { return g.count(0, "free") >= 1 })
+		p, status, _ := b.open(t, "jwt", g.urls[0]+"/?auth="+url.QueryEscape(signJWT(t, gwJWTKey, nil)))
+		if status != http.StatusOK {
+			t.Fatalf("valid JWT: HTTP %d", status)
+		}
+		playWithin(t, p, 60*time.Second)
+		s := sessionOf(t, p, g)
+		var al allocation
+		if err := c.server.api("/v1/allocation/"+s.AllocID, &al); err != nil {
+			t.Fatal(err)
+		}
+		var events []string
+		for _, ev := range al.TaskStates["game"].Events {
+			events = append(events, ev.DisplayMessage)
+		}
+		if !strings.Contains(strings.Join(events, "\n"), "subject alice@example.test") {
+			t.Fatalf("the session's events do not name the subject:\n%s", strings.Join(events, "\n"))
+		}
+		p.close(t)
+	})
+}
