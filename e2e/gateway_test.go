@@ -8,6 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -444,4 +447,90 @@ func TestGateway(t *testing.T) {
 		}
 		p.close(t)
 	})
+}
+
+// TestBenchGateway measures visitor arrival to first decoded frame through
+// the gateway, printed as a Markdown table: warm pool (visitors arriving
+// together at a pool of as many free sessions; PIXELSTREAM_GATEWAY_VISITORS,
+// default 20), cold (a dispatch per visitor), and from a session ending to
+// the next queued visitor's first frame. Run it with PIXELSTREAM_BENCH=1.
+func TestBenchGateway(t *testing.T) {
+	if os.Getenv("PIXELSTREAM_BENCH") != "1" {
+		t.Skip("gateway benchmark: set PIXELSTREAM_BENCH=1 to run it")
+	}
+	n := 20
+	if v, err := strconv.Atoi(os.Getenv("PIXELSTREAM_GATEWAY_VISITORS")); err == nil && v > 0 {
+		n = v
+	}
+	c := startCluster(t)
+	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-session", "gateway_secret="+gwSecret)
+	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret)
+	c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"),
+		"-var", "idle_timeout=1s", "../example/session.nomad.hcl")
+	b := startChromium(t)
+	firstFrame := func(name, u string, within time.Duration) time.Duration {
+		p, _, navigated := b.open(t, name, u)
+		s := playWithin(t, p, within)
+		return time.Duration(s.FirstFrameAt-navigated) * time.Millisecond
+	}
+
+	// Warm: n free sessions, n visitors at once.
+	g := c.runGateway(1, fmt.Sprintf("min_free=%d", n), fmt.Sprintf("max_sessions=%d", n))
+	c.server.eventually(10*time.Minute, fmt.Sprintf("%d warm sessions", n), func() bool { return g.count(0, "free") == n })
+	warm := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			warm[i] = firstFrame(fmt.Sprintf("warm%d", i), g.urls[0]+"/", 3*time.Minute)
+		}(i)
+	}
+	wg.Wait()
+	for i := 0; i < n; i++ {
+		_ = b.call(30*time.Second, "close", map[string]any{"name": fmt.Sprintf("warm%d", i)}, nil)
+	}
+
+	// Cold: no warm pool, one visitor at a time.
+	g = c.runGateway(1, "min_free=0", "max_sessions=1")
+	var cold []time.Duration
+	for i := 0; i < 3; i++ {
+		c.server.eventually(3*time.Minute, "the pool to be empty", func() bool { return len(g.sessions(0)) == 0 })
+		name := fmt.Sprintf("cold%d", i)
+		cold = append(cold, firstFrame(name, g.urls[0]+"/", 3*time.Minute))
+		_ = b.call(30*time.Second, "close", map[string]any{"name": name}, nil)
+	}
+
+	// Session end to the next queued visitor's first frame (max_sessions 1).
+	c.server.eventually(3*time.Minute, "the pool to be empty", func() bool { return len(g.sessions(0)) == 0 })
+	var handover []time.Duration
+	for i := 0; i < 3; i++ {
+		first, _, _ := b.open(t, fmt.Sprintf("first%d", i), g.urls[0]+"/")
+		playWithin(t, first, 3*time.Minute)
+		next, _, _ := b.open(t, fmt.Sprintf("next%d", i), g.urls[0]+"/")
+		if pos := queryText(t, next, "#position", "data-position", 30*time.Second); pos != "1" {
+			t.Fatalf("queued visitor at position %q", pos)
+		}
+		closed := time.Now()
+		first.close(t)
+		s := playWithin(t, next, 3*time.Minute)
+		handover = append(handover, time.Duration(s.FirstFrameAt-closed.UnixMilli())*time.Millisecond)
+		next.close(t)
+	}
+
+	fmt.Println("| gateway: arrival to first decoded frame | p50 | p99 | runs |")
+	fmt.Println("|---|---|---|---|")
+	fmt.Printf("| warm pool, %d visitors arriving together | %s | %s | %d |\n", n, quantile(warm, 50), quantile(warm, 99), len(warm))
+	fmt.Printf("| cold (a dispatch per visitor) | %s | %s | %d |\n", quantile(cold, 50), quantile(cold, 99), len(cold))
+	fmt.Printf("| session end (tab closed, idle_timeout 1s) to the next queued visitor's first frame | %s | %s | %d |\n",
+		quantile(handover, 50), quantile(handover, 99), len(handover))
+}
+
+func quantile(d []time.Duration, p int) string {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return "-"
+	}
+	return s[min(len(s)-1, len(s)*p/100)].Round(time.Millisecond).String()
 }
