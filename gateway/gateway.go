@@ -388,6 +388,7 @@ func (g *Gateway) queueEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case a := <-wt.Assigned:
 			t.Stop()
+			g.takePending(visitor)
 			g.sendAssigned(send, visitor, a.(*pool.Assignment))
 			return
 		case <-changed:
@@ -402,6 +403,7 @@ func (g *Gateway) queueEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			case a := <-wt.Assigned:
 				t.Stop()
+				g.takePending(visitor)
 				g.sendAssigned(send, visitor, a.(*pool.Assignment))
 				return
 			case <-time.After(wait):
@@ -492,9 +494,10 @@ func (g *Gateway) reapWaiters(ctx context.Context) {
 		}
 		g.mu.Unlock()
 		for _, w := range gone {
-			g.queue.Leave(w)
-			g.m.QueueWaitSeconds.Observe(now.Sub(w.Enqueued).Seconds())
-			g.log.Info("visitor left the queue", "visitor", w.Visitor)
+			if g.queue.Leave(w) {
+				g.m.QueueWaitSeconds.Observe(now.Sub(w.Enqueued).Seconds())
+				g.log.Info("visitor left the queue", "visitor", w.Visitor)
+			}
 		}
 		if len(gone) > 0 {
 			g.pool.SetDemand(g.queue.Len())

@@ -64,12 +64,13 @@ func (q *Queue) Join(visitor, subject string) (*Waiter, error) {
 	return w, nil
 }
 
-// Leave takes w out of the line (tab closed, or assigned).
-func (q *Queue) Leave(w *Waiter) {
+// Leave takes w out of the line (tab closed, or assigned); it says whether
+// w was still in line.
+func (q *Queue) Leave(w *Waiter) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if cur, ok := q.byID[w.Visitor]; !ok || cur != w {
-		return
+		return false
 	}
 	delete(q.byID, w.Visitor)
 	q.gone++
@@ -77,6 +78,7 @@ func (q *Queue) Leave(w *Waiter) {
 		q.compactLocked()
 	}
 	q.changedLocked()
+	return true
 }
 
 // Front returns the first waiter, or nil.
