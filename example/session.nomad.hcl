@@ -38,6 +38,12 @@ variable "claim_timeout" {
   description = "pool = true: how long a claim waits for its visitor before the session is free again."
 }
 
+variable "return_to_pool" {
+  type        = bool
+  default     = false
+  description = "pool = true: a session whose visitor left is free for the next one (default: it ends after idle_timeout)."
+}
+
 variable "idle_timeout" {
   type    = string
   default = "5m"
@@ -131,8 +137,9 @@ job "pixelstream-session" {
           token = var.pool ? "" : "${NOMAD_META_token}"
         }
         gateway {
-          secret        = var.pool ? "${GATEWAY_SECRET}" : ""
-          claim_timeout = var.pool ? var.claim_timeout : ""
+          secret         = var.pool ? "${GATEWAY_SECRET}" : ""
+          claim_timeout  = var.pool ? var.claim_timeout : ""
+          return_to_pool = var.pool ? var.return_to_pool : false
         }
       }
 
