@@ -609,8 +609,10 @@ func (p *Pool) reconcileLoop(ctx context.Context) {
 
 // reconcile dispatches what is missing: free sessions (and sessions on
 // their way) for min_free plus every waiting visitor, never more than
-// max_sessions live children. Surplus free sessions are left alone: the
-// job's own lifecycle, not the gateway, ends sessions.
+// max_sessions live children. Free sessions beyond min_free are kept as
+// long as the fleet is within max_sessions (warm capacity costs a dispatch
+// to rebuild); past it (max_sessions lowered), free ones are stopped, one
+// per round. Claimed and busy sessions are never stopped by the gateway.
 func (p *Pool) reconcile(ctx context.Context) {
 	p.mu.Lock()
 	if !p.synced {
@@ -618,6 +620,27 @@ func (p *Pool) reconcile(ctx context.Context) {
 		return
 	}
 	c := p.countsLocked()
+	if c.Live > p.cfg.MaxSessions && c.Free > 0 {
+		var victim *Session
+		for _, s := range p.sessions {
+			if s.State == Free && s.Ready && !s.claiming && (victim == nil || s.AllocID < victim.AllocID) {
+				victim = s
+			}
+		}
+		victim.Ready, victim.State = false, Starting // no claims while it stops
+		job := victim.JobID
+		p.notifyLocked()
+		p.mu.Unlock()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := p.nomad.StopJob(sctx, job)
+		cancel()
+		if err != nil {
+			p.log.Warn("stopping a session above max_sessions failed", "job", job, "error", err)
+		} else {
+			p.log.Info("stopped a free session above max_sessions", "job", job)
+		}
+		return
+	}
 	want := p.cfg.MinFree + p.demand
 	n := want - (c.Free + c.Starting)
 	if room := p.cfg.MaxSessions - c.Live; n > room {
