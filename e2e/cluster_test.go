@@ -50,6 +50,13 @@ func startCluster(t *testing.T) *cluster {
 			t.Fatalf("%s missing: run `make build nomad` first (%v)", bin(b), err)
 		}
 	}
+	// The agents (and the logmon, executor and session processes they
+	// leave behind on a killed client) must not inherit the descriptors
+	// this process got from its parent, such as the one holding
+	// flock /tmp/e2e.lock: a leftover would hold the machine-wide lock.
+	for fd := 3; fd < 1024; fd++ {
+		syscall.CloseOnExec(fd)
+	}
 	// Short: the plugin's runtime_dir must stay within 56 bytes.
 	dir, err := os.MkdirTemp("", "psgw-")
 	if err != nil {
