@@ -55,7 +55,15 @@ start() {
     sed "s|@DIR@|$DIR|g" example/agent.hcl > "$DIR/agent.hcl"
     # The gateway job runs the host's binary (raw_exec).
     printf '\nplugin "raw_exec" {\n  config {\n    enabled = true\n  }\n}\n' >> "$DIR/agent.hcl"
-    setsid "$NOMAD" agent -config "$DIR/agent.hcl" > "$DIR/agent.log" 2>&1 < /dev/null &
+    # The agent outlives this script: it must not keep descriptors the
+    # script inherited (a caller's flock, say), nor its allocations' helpers.
+    (
+      for fd in /proc/self/fd/*; do
+        n=${fd##*/}
+        if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+      done
+      exec setsid "$NOMAD" agent -config "$DIR/agent.hcl"
+    ) > "$DIR/agent.log" 2>&1 < /dev/null &
     echo $! > "$DIR/agent.pid"
     echo "Nomad agent starting (log: $DIR/agent.log)"
   fi
