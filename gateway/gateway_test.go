@@ -1,0 +1,352 @@
+package gateway_test
+
+// These tests run the gateway in process against real sessions (the
+// signalling server with claims, as the session supervisor runs it) and a
+// FAKE Nomad API (named so: canned answers for the three endpoints the
+// gateway uses). The real-Nomad path is e2e/gateway_test.go.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway"
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/config"
+)
+
+const secret = "unit-gateway-secret-0123456789"
+
+// session is a pool session: a signalling server with claims and a
+// stand-in streamer identified to it.
+func session(t *testing.T, returnToPool bool) *signalling.Server {
+	t.Helper()
+	s, err := signalling.New(signalling.Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
+		Claim:  signalling.ClaimConfig{Secret: secret, TTL: time.Minute, ReturnToPool: returnToPool},
+		Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	st, _, err := websocket.DefaultDialer.Dial("ws://"+s.StreamerAddr().String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	go func() {
+		for {
+			var m map[string]any
+			if err := st.ReadJSON(&m); err != nil {
+				return
+			}
+			if m["type"] == "identify" {
+				_ = st.WriteJSON(map[string]any{"type": "endpointId", "id": "DefaultStreamer", "protocolVersion": signalling.ProtocolVersion})
+			}
+		}
+	}()
+	eventually(t, "the streamer to identify", func() bool { return len(s.Status().Streamers) == 1 })
+	return s
+}
+
+// fakeNomad is a FAKE Nomad API listing the given sessions as registrations
+// of running children; blocking queries hold until the client gives up.
+func fakeNomad(t *testing.T, sessions ...*signalling.Server) string {
+	t.Helper()
+	var regs, jobs []map[string]any
+	for i, s := range sessions {
+		host, p, _ := net.SplitHostPort(s.PlayerAddr().String())
+		port, _ := strconv.Atoi(p)
+		job := fmt.Sprintf("pixelstream-session/dispatch-%d", i)
+		regs = append(regs, map[string]any{"ServiceName": "pixelstream-session", "JobID": job, "NodeID": "node",
+			"AllocID": fmt.Sprintf("alloc-%d", i), "Address": host, "Port": port})
+		jobs = append(jobs, map[string]any{"ID": job, "ParentID": "pixelstream-session", "Status": "running"})
+	}
+	answer := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("index") != "" {
+				<-r.Context().Done()
+				return
+			}
+			w.Header().Set("X-Nomad-Index", "1")
+			_ = json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/service/pixelstream-session", answer(regs))
+	mux.HandleFunc("GET /v1/jobs", answer(jobs))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("fake Nomad: unexpected %s %s (a dispatch beyond max_sessions?)", r.Method, r.URL)
+		http.Error(w, "unexpected", http.StatusInternalServerError)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func startGateway(t *testing.T, nomadAddr string, maxSessions int) string {
+	t.Helper()
+	cfg, err := config.Load([]string{"-nomad-addr", nomadAddr, "-secret", secret, "-min-free", "0",
+		"-max-sessions", strconv.Itoa(maxSessions), "-max-queue", "5", "-state-interval", "100ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = g.Run(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + ln.Addr().String()
+}
+
+// visitor is a browser: its own cookie jar.
+type visitor struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newVisitor(t *testing.T, base string) *visitor {
+	jar, _ := cookiejar.New(nil)
+	return &visitor{t: t, base: base, c: &http.Client{Jar: jar}}
+}
+
+func (v *visitor) navigate() (*http.Response, string) {
+	v.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, v.base+"/", nil)
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	resp, err := v.c.Do(req)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func (v *visitor) cookieHeader() http.Header {
+	u, _ := http.NewRequest(http.MethodGet, v.base+"/", nil)
+	var parts []string
+	for _, c := range v.c.Jar.Cookies(u.URL) {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	return http.Header{"Cookie": {strings.Join(parts, "; ")}, "Origin": {v.base}}
+}
+
+// player connects the visitor's player WebSocket through the gateway and
+// subscribes to the streamer.
+func (v *visitor) player() *websocket.Conn {
+	v.t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(strings.Replace(v.base, "http", "ws", 1)+"/", v.cookieHeader())
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		v.t.Fatalf("player WebSocket through the gateway: %v (HTTP %d)", err, status)
+	}
+	var m map[string]any
+	if err := ws.ReadJSON(&m); err != nil || m["type"] != "config" {
+		v.t.Fatalf("first message through the gateway: %v %v", m, err)
+	}
+	if err := ws.WriteJSON(map[string]string{"type": "subscribe", "streamerId": "DefaultStreamer"}); err != nil {
+		v.t.Fatal(err)
+	}
+	return ws
+}
+
+// events opens the waiting page's event stream and returns its events.
+func (v *visitor) events(ctx context.Context) <-chan [2]string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, v.base+"/gateway/queue/events", nil)
+	resp, err := v.c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		v.t.Fatalf("event stream: %v %v", err, resp)
+	}
+	out := make(chan [2]string, 16)
+	go func() {
+		defer resp.Body.Close()
+		defer close(out)
+		br := bufio.NewReader(resp.Body)
+		var ev string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\n")
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				ev = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				out <- [2]string{ev, strings.TrimPrefix(line, "data: ")}
+			}
+		}
+	}()
+	return out
+}
+
+func next(t *testing.T, ch <-chan [2]string, want string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				t.Fatalf("event stream ended before %q", want)
+			}
+			if e[0] == want {
+				return e[1]
+			}
+		case <-timeout:
+			t.Fatalf("no %q event", want)
+		}
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestVisitorsProxiedQueuedAndHandedOver(t *testing.T) {
+	s := session(t, true)
+	base := startGateway(t, fakeNomad(t, s), 1)
+	eventually(t, "the gateway to see the session free", func() bool { return s.ClaimState() == signalling.ClaimFree && free(t, base) == 1 })
+
+	// Visitor 1 gets the session: the page and the WebSocket go through
+	// the gateway, under its origin.
+	v1 := newVisitor(t, base)
+	resp, body := v1.navigate()
+	if resp.StatusCode != http.StatusOK || strings.Contains(body, "Waiting for a session") {
+		t.Fatalf("visitor 1: HTTP %d, waiting page %v", resp.StatusCode, strings.Contains(body, "Waiting for a session"))
+	}
+	if s.ClaimState() != signalling.ClaimClaimed {
+		t.Fatalf("session state %s after visitor 1 arrived, want claimed", s.ClaimState())
+	}
+	ws1 := v1.player()
+	eventually(t, "busy", func() bool { return s.ClaimState() == signalling.ClaimBusy })
+
+	// Someone without the binding cookie gets no way in.
+	if _, r, err := websocket.DefaultDialer.Dial(strings.Replace(base, "http", "ws", 1)+"/", nil); err == nil || r == nil || r.StatusCode != http.StatusNotFound {
+		t.Fatalf("WebSocket without a session: %v %v", r, err)
+	}
+
+	// Visitor 2 waits: position 1.
+	v2 := newVisitor(t, base)
+	if _, body := v2.navigate(); !strings.Contains(body, "Waiting for a session") {
+		t.Fatal("visitor 2 did not get the waiting page")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ev := v2.events(ctx)
+	var pos struct{ Position int }
+	_ = json.Unmarshal([]byte(next(t, ev, "position")), &pos)
+	if pos.Position != 1 {
+		t.Fatalf("visitor 2 at position %d, want 1", pos.Position)
+	}
+
+	// Visitor 1 leaves; the session returns to the pool and is visitor 2's.
+	_ = ws1.Close()
+	var assigned struct{ Ticket string }
+	_ = json.Unmarshal([]byte(next(t, ev, "assigned")), &assigned)
+	req, _ := http.NewRequest(http.MethodPost, base+"/gateway/enter", strings.NewReader(assigned.Ticket))
+	r, err := v2.c.Do(req)
+	if err != nil || r.StatusCode != http.StatusNoContent {
+		t.Fatalf("enter: %v %v", r, err)
+	}
+	r.Body.Close()
+	// Visitor 1's ticket is not visitor 2's: the same ticket from v1 fails.
+	req, _ = http.NewRequest(http.MethodPost, base+"/gateway/enter", strings.NewReader(assigned.Ticket))
+	if r, err := v1.c.Do(req); err != nil || r.StatusCode != http.StatusForbidden {
+		t.Fatalf("another visitor's ticket: %v %v", r, err)
+	}
+	if resp, body := v2.navigate(); resp.StatusCode != http.StatusOK || strings.Contains(body, "Waiting for a session") {
+		t.Fatalf("visitor 2 after entering: HTTP %d", resp.StatusCode)
+	}
+	ws2 := v2.player()
+	defer ws2.Close()
+	eventually(t, "busy for visitor 2", func() bool { return s.ClaimState() == signalling.ClaimBusy })
+}
+
+func TestQueueFullAndLeavingOnClose(t *testing.T) {
+	s := session(t, false)
+	base := startGateway(t, fakeNomad(t, s), 1)
+	eventually(t, "free", func() bool { return free(t, base) == 1 })
+	newVisitor(t, base).navigate() // takes the only session
+
+	var cancels []context.CancelFunc
+	for i := 0; i < 5; i++ { // max_queue 5
+		v := newVisitor(t, base)
+		v.navigate()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		next(t, v.events(ctx), "position")
+	}
+	resp, _ := newVisitor(t, base).navigate()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("past max_queue: HTTP %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Tabs closed: the line empties (after the grace for reloads).
+	for _, c := range cancels {
+		c()
+	}
+	eventually(t, "the queue to empty", func() bool { return queueLen(t, base) == 0 })
+}
+
+func free(t *testing.T, base string) int {
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/sessions", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var out struct{ Counts struct{ Free int } }
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out.Counts.Free
+}
+
+func queueLen(t *testing.T, base string) int {
+	resp, err := http.Get(base + "/api/queue")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var out struct{ Length int }
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out.Length
+}
+
+
