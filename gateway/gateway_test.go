@@ -348,5 +348,3 @@ func queueLen(t *testing.T, base string) int {
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return out.Length
 }
-
-
