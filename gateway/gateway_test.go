@@ -263,6 +263,26 @@ func TestVisitorsProxiedQueuedAndHandedOver(t *testing.T) {
 		t.Fatalf("WebSocket without a session: %v %v", r, err)
 	}
 
+	// A forged binding (another key, pointing the proxy elsewhere) is no
+	// way in either, and the visitor streaming meanwhile is untouched.
+	forged := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhbGxvYyI6ImFsbG9jLTAiLCJhZGRyIjoiMTI3LjAuMC4xOjIyIiwidG9rIjoieCIsInZpcyI6InYiLCJpc3MiOiJwaXhlbHN0cmVhbS1nYXRld2F5IiwiZXhwIjo0MTAyNDQ0ODAwfQ.c2lnbmF0dXJl"
+	if _, r, err := websocket.DefaultDialer.Dial(strings.Replace(base, "http", "ws", 1)+"/",
+		http.Header{"Cookie": {"pixelstream_session=" + forged}}); err == nil || r == nil || r.StatusCode != http.StatusNotFound {
+		t.Fatalf("WebSocket with a forged binding: %v %v", r, err)
+	}
+	if err := ws1.WriteJSON(map[string]string{"type": "listStreamers"}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var m map[string]any
+		if err := ws1.ReadJSON(&m); err != nil {
+			t.Fatalf("visitor 1 after the forged attempt: %v", err)
+		}
+		if m["type"] == "streamerList" {
+			break
+		}
+	}
+
 	// Visitor 2 waits: position 1.
 	v2 := newVisitor(t, base)
 	if _, body := v2.navigate(); !strings.Contains(body, "Waiting for a session") {
