@@ -2,6 +2,7 @@ package signalling
 
 import (
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -215,16 +216,26 @@ func TestRecoverBoundary(t *testing.T) {
 // are refused with 1013 once the streamer's queue nears its byte budget;
 // the streamer stays, and so do players that behave.
 func TestStreamerSendBudget(t *testing.T) {
-	s := startServer(t, Config{Limits: Limits{StreamerSendQueueBytes: 256 << 10}})
+	s := startServer(t, Config{Limits: Limits{StreamerSendQueueBytes: 256 << 10, MessagesPerSecond: 1e9, Burst: 1 << 30}})
 	st := newStreamer(t, s, "S") // reads nothing from here on
+	if tc, ok := st.ws.NetConn().(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4 << 10) // so the server's queue, not the kernel, takes the backlog
+	}
 	flooder := newPlayer(t, s, "flooder")
 	subscribe(t, flooder, st, "S")
 	answer := `{"type":"answer","sdp":"` + strings.Repeat("a", 60<<10) + `"}`
-	for i := 0; i < 64; i++ {
-		if err := flooder.ws.WriteMessage(websocket.TextMessage, []byte(answer)); err != nil {
-			break
+	// Write until refused: how much the kernel buffers towards the
+	// streamer before the server's queue grows varies.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 4000; i++ {
+			if err := flooder.ws.WriteMessage(websocket.TextMessage, []byte(answer)); err != nil {
+				return
+			}
 		}
-	}
+	}()
+	defer func() { _ = flooder.ws.Close(); <-done }()
 	flooder.expectCloseWith(websocket.CloseTryAgainLater, "streamer busy: more than 229376 bytes waiting for it")
 	if n := len(s.Status().Streamers); n != 1 {
 		t.Fatalf("%d streamers after the flood, want 1", n)

@@ -91,7 +91,7 @@ func (s *epollSet) add(c *conn, armed bool) error {
 	}
 	c.pollID = id
 	l := s.loops[s.next.Add(1)%uint32(len(s.loops))]
-	c.epfd = l.epfd
+	c.epfd, c.loopMu = l.epfd, &l.mu
 	l.mu.Lock()
 	l.conns[id] = c
 	l.mu.Unlock()
@@ -115,7 +115,14 @@ func (s *epollSet) add(c *conn, armed bool) error {
 	return nil
 }
 
-func (s *epollSet) rearm(c *conn) error { return c.arm(epollEvents) }
+func (s *epollSet) rearm(c *conn) error {
+	// The loop takes this lock to find c after its wait, so what this
+	// reader wrote happens before the loop reads c again (the kernel's
+	// ordering of epoll_ctl and epoll_wait is invisible to Go's memory model).
+	c.loopMu.Lock()
+	c.loopMu.Unlock() //nolint:staticcheck // an empty critical section is the point
+	return c.arm(epollEvents)
+}
 
 // arm sets the events c's socket wakes its loop for; 0 disarms it while a
 // goroutine of its own reads it.

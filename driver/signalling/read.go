@@ -37,6 +37,7 @@ var errStop = errors.New("connection closing")
 type reader struct {
 	raw      syscall.RawConn // the socket, for the epoll loop and non-blocking reads
 	epfd     int             // the epoll set the socket is in; -1 when none
+	loopMu   *sync.Mutex     // that set's loop lock: passes the read state between loop and worker
 	early    []byte          // bytes that came with the handshake, read first
 	peekOnce bool            // the next socket read is non-blocking (start of a wake-up)
 	inline   bool            // read by an epoll loop, which must never block
