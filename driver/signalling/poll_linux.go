@@ -95,18 +95,10 @@ func (s *epollSet) add(c *conn, armed bool) error {
 	l.mu.Lock()
 	l.conns[id] = c
 	l.mu.Unlock()
-	var events uint32
-	if armed {
-		events = epollEvents
+	if !armed {
+		return nil // the first reader adds it when done (rearm)
 	}
-	var cerr error
-	err = raw.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: events, Fd: id})
-	})
-	if err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := c.arm(true); err != nil {
 		l.mu.Lock()
 		delete(l.conns, id)
 		l.mu.Unlock()
@@ -121,20 +113,29 @@ func (s *epollSet) rearm(c *conn) error {
 	// ordering of epoll_ctl and epoll_wait is invisible to Go's memory model).
 	c.loopMu.Lock()
 	c.loopMu.Unlock() //nolint:staticcheck // an empty critical section is the point
-	return c.arm(epollEvents)
+	return c.arm(true)
 }
 
-// arm sets the events c's socket wakes its loop for; 0 disarms it while a
-// goroutine of its own reads it.
-func (c *conn) arm(events uint32) error {
+// arm puts c's socket in its loop's epoll set, or takes it out while a
+// goroutine of its own reads it. Out, not just without EPOLLIN: epoll
+// reports hang-ups and errors whatever events are asked for, and the loop
+// must not read c while that goroutine does.
+func (c *conn) arm(on bool) error {
 	var cerr error
 	err := c.raw.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: events, Fd: c.pollID})
+		if on {
+			cerr = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: epollEvents, Fd: c.pollID})
+		} else {
+			cerr = unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+		}
 	})
 	if err == nil {
 		err = cerr
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
+	return nil
 }
 
 func (s *epollSet) remove(c *conn) {
@@ -222,7 +223,7 @@ func (l *epollLoop) readable(c *conn) {
 			b, _ := br.Peek(br.Buffered())
 			c.early = append([]byte(nil), b...)
 			stop()
-			if err := c.arm(0); err != nil {
+			if err := c.arm(false); err != nil {
 				c.kill()
 				return
 			}
@@ -232,7 +233,7 @@ func (l *epollLoop) readable(c *conn) {
 		if err := c.readFrame(br); err != nil {
 			stop()
 			if errors.Is(err, errStop) {
-				_ = c.arm(0) // closing: read no more, the close handshake drops it
+				_ = c.arm(false) // closing: read no more, the close handshake drops it
 				return
 			}
 			c.kill()
