@@ -392,7 +392,7 @@ func TestReadFrame(t *testing.T) {
 	}
 }
 
-func TestTCPFlagsParse(t *testing.T) {
+func TestStandaloneHelpSaysLifetimeIsPerID(t *testing.T) {
 	// The standalone flag text says the lifetime quota is per id now.
 	var out strings.Builder
 	_ = run(t.Context(), []string{"--help"}, io.Discard, &out)
