@@ -81,15 +81,7 @@ server {
 `), rpc)
 	c.srvNode = srv
 	c.server = &agent{t: t, dir: srv.dir, addr: srv.addr}
-	cgroupV2 := false
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		cgroupV2 = true
-	}
 	for i, class := range []string{"c1", "c2"} {
-		parent := "/nomad-" + class
-		if cgroupV2 {
-			parent = "nomad-" + class + ".slice"
-		}
 		lo := 21000 + i*3000
 		plugins := filepath.Join(dir, class, "plugins")
 		_ = os.MkdirAll(plugins, 0o755)
@@ -105,7 +97,6 @@ client {
   network_interface = "lo"
   min_dynamic_port  = %d
   max_dynamic_port  = %d
-  cgroup_parent     = %q
   options {
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }
@@ -121,7 +112,7 @@ plugin "raw_exec" {
     enabled = true
   }
 }
-`, plugins, rpc, class, lo, lo+2999, parent, filepath.Join(dir, class, "rt")), 0)
+`, plugins, rpc, class, lo, lo+2999, filepath.Join(dir, class, "rt")), 0)
 		c.clients = append(c.clients, n)
 	}
 	c.server.eventually(120*time.Second, "both clients ready with a healthy pixelstream driver", func() bool {
@@ -305,7 +296,7 @@ func (c *cluster) shutdown() {
 			}
 			_ = c.server.api("/v1/jobs", &jobs)
 			for _, j := range jobs {
-				_, _ = c.server.nomadErr("job", "stop", "-purge", j.ID)
+				_, _ = c.server.nomadErr("job", "stop", "-purge", "-detach", j.ID)
 			}
 		}
 		deadline := time.Now().Add(60 * time.Second)

@@ -252,6 +252,7 @@ func TestGateway(t *testing.T) {
 	c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"),
 		"-var", "idle_timeout=3s", "-var", "claim_timeout=8s", "../example/session.nomad.hcl")
 	g := c.runGateway(2, "min_free=3", "max_sessions=3", "max_queue=200")
+	t.Cleanup(func() { c.diagnose(t, &g) })
 	c.server.eventually(180*time.Second, "3 free, ready sessions seen by both replicas", func() bool {
 		return g.count(0, "free") == 3 && g.count(1, "free") == 3
 	})
@@ -533,4 +534,42 @@ func quantile(d []time.Duration, p int) string {
 		return "-"
 	}
 	return s[min(len(s)-1, len(s)*p/100)].Round(time.Millisecond).String()
+}
+
+// diagnose logs, when the test failed, what the gateway and Nomad saw: the
+// replicas' sessions, the jobs, every allocation's last events and the
+// gateways' own log.
+func (c *cluster) diagnose(t *testing.T, gp **gateway) {
+	if !t.Failed() {
+		return
+	}
+	g := *gp
+	for i := range g.urls {
+		b, _ := json.Marshal(g.sessions(i))
+		t.Logf("gateway %s sessions: %s", g.urls[i], b)
+	}
+	var jobs []struct{ ID, Status string }
+	_ = c.server.api("/v1/jobs", &jobs)
+	t.Logf("jobs: %+v", jobs)
+	var allocs []struct {
+		ID, JobID, NodeID, ClientStatus string
+		TaskStates                      map[string]struct {
+			Events []struct{ DisplayMessage string }
+		}
+	}
+	_ = c.server.api("/v1/allocations", &allocs)
+	for _, al := range allocs {
+		var last []string
+		for _, ts := range al.TaskStates {
+			for _, e := range ts.Events[max(0, len(ts.Events)-6):] {
+				last = append(last, e.DisplayMessage)
+			}
+		}
+		t.Logf("alloc %s %s node %s %s: %s", al.ID[:8], al.JobID, c.nodeClass(al.NodeID), al.ClientStatus, strings.Join(last, " | "))
+		if strings.HasPrefix(al.JobID, "pixelstream-gateway") {
+			out, _ := c.server.nomadErr("alloc", "logs", "-stderr", al.ID)
+			lines := strings.Split(out, "\n")
+			t.Logf("gateway %s log:\n%s", al.ID[:8], strings.Join(lines[max(0, len(lines)-30):], "\n"))
+		}
+	}
 }

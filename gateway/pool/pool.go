@@ -96,9 +96,17 @@ type Pool struct {
 	changed  chan struct{}
 	ends     []time.Time   // recent session ends and returns to the pool
 	coldAvg  time.Duration // dispatch to free, smoothed
-	started  map[string]time.Time
+	started  map[string]time.Time // dispatched, not yet free once
 	kick     chan struct{}
+	// Sessions that ended before they were ever ready (a broken job, a
+	// node that cannot run it) back the dispatches off, so a fleet that
+	// cannot start does not become a dispatch storm.
+	failStreak int
+	holdUntil  time.Time
 }
+
+// maxBackoff bounds the wait between dispatches while sessions fail.
+const maxBackoff = 5 * time.Minute
 
 // New returns a pool; Run starts it.
 func New(cfg Config, nc *nomad.Client) *Pool {
@@ -379,6 +387,17 @@ func (p *Pool) watchChildren(ctx context.Context) {
 				live[id] = t
 			}
 		}
+		// Ours that ended without ever being free: back off.
+		for id := range p.started {
+			if _, ok := live[id]; !ok && listed(jobs, id) {
+				delete(p.started, id)
+				p.failStreak++
+				backoff := min(maxBackoff, time.Second<<min(p.failStreak, 10))
+				p.holdUntil = now.Add(backoff)
+				p.log.Warn("a dispatched session ended before it was ever ready; backing off", "job", id,
+					"failures_in_a_row", p.failStreak, "next_dispatch_in", backoff)
+			}
+		}
 		p.children = live
 		p.childIdx = idx
 		p.kids = true
@@ -471,6 +490,8 @@ func (p *Pool) readStates(ctx context.Context) {
 }
 
 func (p *Pool) observeColdLocked(d time.Duration) {
+	p.failStreak = 0
+	p.holdUntil = time.Time{}
 	if p.coldAvg == 0 {
 		p.coldAvg = d
 		return
@@ -645,6 +666,9 @@ func (p *Pool) reconcile(ctx context.Context) {
 	n := want - (c.Free + c.Starting)
 	if room := p.cfg.MaxSessions - c.Live; n > room {
 		n = room
+	}
+	if n > 0 && time.Now().Before(p.holdUntil) {
+		n = 0 // backing off after sessions that never became ready
 	}
 	idx, live := p.childIdx, c.Live
 	p.mu.Unlock()
