@@ -94,8 +94,8 @@ type Pool struct {
 	kids     bool // the children watch has answered once
 	demand   int  // visitors waiting for a session
 	changed  chan struct{}
-	ends     []time.Time   // recent session ends and returns to the pool
-	coldAvg  time.Duration // dispatch to free, smoothed
+	ends     []time.Time          // recent session ends and returns to the pool
+	coldAvg  time.Duration        // dispatch to free, smoothed
 	started  map[string]time.Time // dispatched, not yet free once
 	kick     chan struct{}
 	// Sessions that ended before they were ever ready (a broken job, a
