@@ -133,7 +133,10 @@ plugin "raw_exec" {
 func (c *cluster) node(name, extra string, rpc int) *clusterNode {
 	t := c.t
 	dir := filepath.Join(c.dir, name)
-	_ = os.MkdirAll(dir, 0o755)
+	// The data dir made here, traversable: sessions run as a non-root
+	// user in task dirs below it (an agent that makes it itself, as a
+	// client-only agent does, makes it 0700).
+	_ = os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	if rpc == 0 {
 		rpc = freePort(t)
 	}

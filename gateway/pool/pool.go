@@ -9,6 +9,8 @@ package pool
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -636,9 +639,9 @@ func (p *Pool) reconcileLoop(ctx context.Context) {
 // per round. Claimed and busy sessions are never stopped by the gateway.
 func (p *Pool) reconcile(ctx context.Context) {
 	p.mu.Lock()
-	if !p.synced {
+	if !p.synced || !p.kids {
 		p.mu.Unlock()
-		return
+		return // not before both watches have answered: a blind pool would over-dispatch
 	}
 	c := p.countsLocked()
 	if c.Live > p.cfg.MaxSessions && c.Free > 0 {
@@ -670,7 +673,19 @@ func (p *Pool) reconcile(ctx context.Context) {
 	if n > 0 && time.Now().Before(p.holdUntil) {
 		n = 0 // backing off after sessions that never became ready
 	}
-	idx, live := p.childIdx, c.Live
+	live := c.Live
+	// Replicas that see the same fleet send the same idempotency tokens in
+	// the same 30-second window, and Nomad keeps one dispatch for each:
+	// the token names the live children (hashed), the slot, and the window.
+	// (A window boundary can still let two replicas both dispatch; the
+	// surplus is stopped once the fleet is over max_sessions.)
+	ids := make([]string, 0, len(p.children))
+	for id := range p.children {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
+	view := hex.EncodeToString(h[:6]) + "-" + strconv.FormatInt(time.Now().Unix()/30, 10)
 	p.mu.Unlock()
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		meta := map[string]string{}
@@ -679,7 +694,7 @@ func (p *Pool) reconcile(ctx context.Context) {
 		}
 		// Replicas with the same view send the same token, and Nomad keeps
 		// one dispatch for them.
-		token := p.cfg.Job + "-" + strconv.FormatUint(idx, 10) + "-" + strconv.Itoa(live+i+1)
+		token := view + "-" + strconv.Itoa(live+i+1)
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := p.nomad.Dispatch(dctx, p.cfg.Job, meta, token)
 		cancel()
