@@ -130,6 +130,8 @@ func (c *conn) readWake() {
 		c.dropAfterReadError(err)
 		return
 	}
+	// The loop's non-blocking reads check the deadline too: clear it.
+	_ = c.nc.SetReadDeadline(time.Time{})
 	if err := c.srv.poll.rearm(c); err != nil {
 		c.kill()
 	}
