@@ -100,7 +100,7 @@ func New(cfg *config.Config, log hclog.Logger) (*Gateway, error) {
 	nc := nomad.New(cfg.NomadAddr, cfg.NomadToken, cfg.Namespace)
 	p := pool.New(pool.Config{Job: cfg.Job, Service: cfg.Service, Secret: cfg.Secret, MinFree: cfg.MinFree,
 		MaxSessions: cfg.MaxSessions, StateEvery: cfg.StateEvery(), DispatchMeta: cfg.DispatchMeta,
-		Logger: log.Named("pool"), Metrics: m}, nc)
+		Logger: log.Named("pool"), Metrics: m, Self: os.Getenv("NOMAD_ALLOC_ID"), Peers: cfg.PeerService}, nc)
 	g := &Gateway{cfg: cfg, log: log, m: m, pool: p, queue: queue.New(cfg.MaxQueue), visitors: va,
 		signer: auth.NewSigner(cfg.Secret), waiting: page,
 		pending: map[string]*pool.Assignment{}, waiters: map[*queue.Waiter]*waiterConns{}}

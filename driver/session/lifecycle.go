@@ -106,9 +106,9 @@ func (l *lifecycle) streamerIdentified() {
 	}
 }
 
-// claimChanged follows the session's gateway claim: free stops the idle
-// countdown (a pool session waits for its visitor), a claim starts the
-// session's own lifecycle. It may run on any goroutine: timers are safe to
+// claimChanged follows the session's gateway claim: free (and claimed, the
+// claim's own timeout frees it) keep the idle countdown stopped, busy starts
+// the session's own lifecycle. It may run on any goroutine: timers are safe to
 // stop and reset concurrently, and the fields are under l.mu.
 func (l *lifecycle) claimChanged(st signalling.ClaimState, now time.Time) {
 	l.mu.Lock()
@@ -120,7 +120,9 @@ func (l *lifecycle) claimChanged(st signalling.ClaimState, now time.Time) {
 			l.idle.Stop()
 			l.idleDeadline = time.Time{}
 		}
-	case signalling.ClaimClaimed:
+	case signalling.ClaimBusy:
+		// The visitor's player came: from now on the session's own rules
+		// apply (while claimed, the claim's timeout governs instead).
 		l.pooled = false
 		if l.idle != nil && l.players == 0 {
 			l.idle.Reset(l.d.Idle)

@@ -28,8 +28,11 @@ func TestPoolSessionIdleCountdown(t *testing.T) {
 	}{
 		{"free after start", func() {}, false},
 		{"no player, still free", func() { l.playersChanged(0, time.Now()) }, false},
-		{"claimed", func() { l.claimChanged(signalling.ClaimClaimed, time.Now()) }, true},
-		{"busy: the visitor's player", func() { l.playersChanged(1, time.Now()) }, false},
+		{"claimed: the claim's timeout governs", func() { l.claimChanged(signalling.ClaimClaimed, time.Now()) }, false},
+		{"busy: the visitor's player", func() {
+			l.playersChanged(1, time.Now())
+			l.claimChanged(signalling.ClaimBusy, time.Now())
+		}, false},
 		{"the visitor left", func() { l.playersChanged(0, time.Now()) }, true},
 		{"returned to the pool", func() { l.claimChanged(signalling.ClaimFree, time.Now()) }, false},
 	}

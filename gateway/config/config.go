@@ -43,6 +43,10 @@ type Config struct {
 	Job string `hcl:"job,optional"`
 	// Service is the name of the sessions' `provider = "nomad"` service.
 	Service string `hcl:"service,optional"`
+	// PeerService is the gateway's own service: of its replicas (run as a
+	// Nomad job, $NOMAD_ALLOC_ID set) the one with the lowest allocation id
+	// dispatches. "" = every replica dispatches.
+	PeerService string `hcl:"peer_service,optional"`
 	// Secret authenticates the gateway's claims at the sessions and signs
 	// the visitors' session cookies; every replica needs the same one
 	// (default $PIXELSTREAM_GATEWAY_SECRET). Never logged.
@@ -97,6 +101,7 @@ func Defaults() Config {
 		Namespace:     "default",
 		Job:           "pixelstream-session",
 		Service:       "pixelstream-session",
+		PeerService:   "pixelstream-gateway",
 		MinFree:       1,
 		MaxSessions:   10,
 		MaxQueue:      1000,
@@ -132,6 +137,7 @@ func Load(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.Namespace, "namespace", cfg.Namespace, "Nomad namespace of the session job")
 	fs.StringVar(&cfg.Job, "job", cfg.Job, "parameterized session job to dispatch")
 	fs.StringVar(&cfg.Service, "service", cfg.Service, "Nomad service name the sessions register")
+	fs.StringVar(&cfg.PeerService, "peer-service", cfg.PeerService, "the gateway's own Nomad service; its lowest-alloc replica dispatches (\"\": all do)")
 	fs.StringVar(&cfg.Secret, "secret", cfg.Secret, "gateway secret shared with the sessions (default $PIXELSTREAM_GATEWAY_SECRET)")
 	fs.IntVar(&cfg.MinFree, "min-free", cfg.MinFree, "ready, unclaimed sessions to keep warm")
 	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "most sessions at once, starting ones included")

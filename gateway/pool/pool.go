@@ -79,6 +79,13 @@ type Config struct {
 	DispatchMeta map[string]string
 	Logger       hclog.Logger
 	Metrics      *metrics.Metrics
+	// Self is this replica's allocation id ($NOMAD_ALLOC_ID) and Peers the
+	// gateway's own service name: of the replicas registered there, the one
+	// with the lowest allocation id dispatches and trims, the others only
+	// claim, so replicas never race each other into the job. Without Self
+	// (run by hand) this replica always dispatches.
+	Self  string
+	Peers string
 }
 
 // Pool is the fleet view and the dispatcher.
@@ -106,6 +113,8 @@ type Pool struct {
 	// cannot start does not become a dispatch storm.
 	failStreak int
 	holdUntil  time.Time
+	leader     bool      // this replica dispatches (see Config.Self)
+	overSince  time.Time // when the fleet went over max_sessions
 }
 
 // maxBackoff bounds the wait between dispatches while sessions fail.
@@ -119,7 +128,7 @@ func New(cfg Config, nc *nomad.Client) *Pool {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
-	return &Pool{cfg: cfg, nomad: nc, log: cfg.Logger, m: cfg.Metrics,
+	return &Pool{cfg: cfg, nomad: nc, log: cfg.Logger, m: cfg.Metrics, leader: cfg.Self == "" || cfg.Peers == "",
 		hc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
 		sessions: map[string]*Session{}, children: map[string]time.Time{},
@@ -131,6 +140,9 @@ func (p *Pool) Run(ctx context.Context) {
 	go p.watchServices(ctx)
 	go p.watchChildren(ctx)
 	go p.pollStates(ctx)
+	if !p.leader {
+		go p.watchPeers(ctx)
+	}
 	p.reconcileLoop(ctx)
 }
 
@@ -352,6 +364,43 @@ func (p *Pool) applyServices(regs []nomad.Registration) {
 	}
 	p.synced = true
 	p.notifyLocked()
+}
+
+// watchPeers follows the gateway's own registrations: the replica with the
+// lowest allocation id is the one that dispatches.
+func (p *Pool) watchPeers(ctx context.Context) {
+	var idx uint64
+	for ctx.Err() == nil {
+		regs, next, err := p.nomad.Services(ctx, p.cfg.Peers, idx, blockWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("listing the gateway replicas failed; retrying", "service", p.cfg.Peers, "error", err)
+			sleepCtx(ctx, 2*time.Second)
+			idx = 0
+			continue
+		}
+		if next < idx {
+			next = 0
+		}
+		idx = next
+		lowest, self := "", false
+		for _, r := range regs {
+			self = self || r.AllocID == p.cfg.Self
+			if lowest == "" || r.AllocID < lowest {
+				lowest = r.AllocID
+			}
+		}
+		leader := self && lowest == p.cfg.Self
+		p.mu.Lock()
+		if leader != p.leader {
+			p.log.Info("dispatching replica changed", "this_replica_dispatches", leader, "replicas", len(regs))
+			p.leader = leader
+			p.notifyLocked()
+		}
+		p.mu.Unlock()
+	}
 }
 
 func (p *Pool) watchChildren(ctx context.Context) {
@@ -639,12 +688,18 @@ func (p *Pool) reconcileLoop(ctx context.Context) {
 // per round. Claimed and busy sessions are never stopped by the gateway.
 func (p *Pool) reconcile(ctx context.Context) {
 	p.mu.Lock()
-	if !p.synced || !p.kids {
+	if !p.synced || !p.kids || !p.leader {
 		p.mu.Unlock()
-		return // not before both watches have answered: a blind pool would over-dispatch
+		return // not before both watches have answered (a blind pool would over-dispatch); only the dispatching replica
 	}
 	c := p.countsLocked()
-	if c.Live > p.cfg.MaxSessions && c.Free > 0 {
+	if c.Live <= p.cfg.MaxSessions {
+		p.overSince = time.Time{}
+	} else if p.overSince.IsZero() {
+		p.overSince = time.Now()
+	}
+	// Over max_sessions for a while (it was lowered): stop a free one.
+	if c.Live > p.cfg.MaxSessions && c.Free > 0 && time.Since(p.overSince) > 15*time.Second {
 		var victim *Session
 		for _, s := range p.sessions {
 			if s.State == Free && s.Ready && !s.claiming && (victim == nil || s.AllocID < victim.AllocID) {
