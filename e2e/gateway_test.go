@@ -24,6 +24,9 @@ const (
 	gwJWTKey  = "e2e-jwt-hs256-key-0123456789abcdef0123"
 	gwIssuer  = "https://id.example.test"
 	gwAudient = "play.example.test"
+	// gwPage is the gateway's URL as the tests open it: the player page's
+	// own parameters (connect and play without a click) ride along.
+	gwPage = "/?AutoConnect=true&AutoPlayVideo=true&StartVideoMuted=true&HoveringMouse=true"
 )
 
 // gwSession is one entry of the gateway's /api/sessions.
@@ -305,7 +308,7 @@ func TestGateway(t *testing.T) {
 	t.Run("three visitors stream from three allocations on both clients", func(t *testing.T) {
 		c.server.t = t
 		for i := 0; i < 3; i++ {
-			p, status, _ := b.open(t, fmt.Sprintf("visitor%d", i+1), g.urls[0]+"/")
+			p, status, _ := b.open(t, fmt.Sprintf("visitor%d", i+1), g.urls[0]+gwPage)
 			if status != http.StatusOK {
 				t.Fatalf("visitor %d: HTTP %d", i+1, status)
 			}
@@ -329,7 +332,7 @@ func TestGateway(t *testing.T) {
 		if len(pages) != 3 {
 			t.Skip("needs the three streaming visitors")
 		}
-		p4, status, _ := b.open(t, "visitor4", g.urls[0]+"/")
+		p4, status, _ := b.open(t, "visitor4", g.urls[0]+gwPage)
 		if status != http.StatusOK {
 			t.Fatalf("visitor 4: HTTP %d", status)
 		}
@@ -370,7 +373,7 @@ func TestGateway(t *testing.T) {
 		}
 		c.killClient("c2")
 		var r struct{ Status int }
-		if err := b.call(60*time.Second, "goto", map[string]any{"name": victim.name, "url": g.urls[0] + "/"}, &r); err != nil {
+		if err := b.call(60*time.Second, "goto", map[string]any{"name": victim.name, "url": g.urls[0] + gwPage}, &r); err != nil {
 			t.Fatal(err)
 		}
 		playWithin(t, victim, 150*time.Second)
@@ -398,7 +401,7 @@ func TestGateway(t *testing.T) {
 			return len(free) >= 1
 		})
 		before := g.metric(0, "pixelstream_gateway_dispatches_total")
-		p, _, _ := b.open(t, "warm", g.urls[0]+"/")
+		p, _, _ := b.open(t, "warm", g.urls[0]+gwPage)
 		playWithin(t, p, 60*time.Second)
 		s := sessionOf(t, p, g)
 		if !free[s.AllocID] {
@@ -428,7 +431,7 @@ func TestGateway(t *testing.T) {
 			}
 		}
 		c.server.eventually(180*time.Second, "a warm session", func() bool { return g.count(0, "free") >= 1 })
-		p, status, _ := b.open(t, "jwt", g.urls[0]+"/?auth="+url.QueryEscape(signJWT(t, gwJWTKey, nil)))
+		p, status, _ := b.open(t, "jwt", g.urls[0]+gwPage+"&auth="+url.QueryEscape(signJWT(t, gwJWTKey, nil)))
 		if status != http.StatusOK {
 			t.Fatalf("valid JWT: HTTP %d", status)
 		}
@@ -483,7 +486,7 @@ func TestBenchGateway(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			warm[i] = firstFrame(fmt.Sprintf("warm%d", i), g.urls[0]+"/", 3*time.Minute)
+			warm[i] = firstFrame(fmt.Sprintf("warm%d", i), g.urls[0]+gwPage, 3*time.Minute)
 		}(i)
 	}
 	wg.Wait()
@@ -497,7 +500,7 @@ func TestBenchGateway(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		c.server.eventually(3*time.Minute, "the pool to be empty", func() bool { return len(g.sessions(0)) == 0 })
 		name := fmt.Sprintf("cold%d", i)
-		cold = append(cold, firstFrame(name, g.urls[0]+"/", 3*time.Minute))
+		cold = append(cold, firstFrame(name, g.urls[0]+gwPage, 3*time.Minute))
 		_ = b.call(30*time.Second, "close", map[string]any{"name": name}, nil)
 	}
 
@@ -505,9 +508,9 @@ func TestBenchGateway(t *testing.T) {
 	c.server.eventually(3*time.Minute, "the pool to be empty", func() bool { return len(g.sessions(0)) == 0 })
 	var handover []time.Duration
 	for i := 0; i < 3; i++ {
-		first, _, _ := b.open(t, fmt.Sprintf("first%d", i), g.urls[0]+"/")
+		first, _, _ := b.open(t, fmt.Sprintf("first%d", i), g.urls[0]+gwPage)
 		playWithin(t, first, 3*time.Minute)
-		next, _, _ := b.open(t, fmt.Sprintf("next%d", i), g.urls[0]+"/")
+		next, _, _ := b.open(t, fmt.Sprintf("next%d", i), g.urls[0]+gwPage)
 		if pos := queryText(t, next, "#position", "data-position", 30*time.Second); pos != "1" {
 			t.Fatalf("queued visitor at position %q", pos)
 		}
