@@ -276,7 +276,8 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	h := newTaskHandle(ts.TaskConfig, exec, pluginClient, ts.Pid, ts.RuntimeDir, d.logger, d.eventer)
 	h.startedAt = ts.StartedAt
 	h.gpus = ts.GPUs
-	// Events already delivered before the restart are not sent again.
+	// Events the previous plugin delivered are not sent again; those emitted
+	// while no plugin was listening are.
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
 	st, err := h.client.State(ctx)
 	cancel()
