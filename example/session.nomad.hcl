@@ -54,6 +54,12 @@ variable "max_session_duration" {
   default = "2h"
 }
 
+variable "cpu" {
+  type        = number
+  default     = 1000
+  description = "CPU (MHz) Nomad reserves per session: how many sessions fit on a node."
+}
+
 variable "datacenters" {
   type    = list(string)
   default = ["*"]
@@ -144,7 +150,7 @@ job "pixelstream-session" {
       }
 
       resources {
-        cpu    = 1000
+        cpu    = var.cpu
         memory = 512
       }
     }
