@@ -465,6 +465,7 @@ func (p *WSPeer) readLoop() {
 	defer close(p.In)
 	for {
 		p.gate.RLock()
+		//lint:ignore SA2001 waiting out a Pause is all this is for
 		p.gate.RUnlock()
 		_, data, err := p.ws.ReadMessage()
 		if err != nil {
