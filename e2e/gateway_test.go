@@ -483,15 +483,30 @@ func TestBenchGateway(t *testing.T) {
 	g := c.runGateway(1, fmt.Sprintf("min_free=%d", n), fmt.Sprintf("max_sessions=%d", n))
 	c.server.eventually(10*time.Minute, fmt.Sprintf("%d warm sessions", n), func() bool { return g.count(0, "free") == n })
 	warm := make([]time.Duration, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Add(1)
-		go func(i int) {
+		go func(i int) { // no t.Fatal off the test goroutine: errors are collected
 			defer wg.Done()
-			warm[i] = firstFrame(fmt.Sprintf("warm%d", i), g.urls[0]+gwPage, 3*time.Minute)
+			var r struct{ NavigatedAt int64 }
+			name := fmt.Sprintf("warm%d", i)
+			if errs[i] = b.call(3*time.Minute, "open", map[string]any{"name": name, "url": g.urls[0] + gwPage}, &r); errs[i] != nil {
+				return
+			}
+			var s streamState
+			if errs[i] = b.call(3*time.Minute, "play", map[string]any{"name": name, "frames": 3, "timeoutMs": 170000}, &s); errs[i] == nil && s.FirstFrameAt == 0 {
+				errs[i] = fmt.Errorf("%s: no frame: %s", name, s)
+			}
+			warm[i] = time.Duration(s.FirstFrameAt-r.NavigatedAt) * time.Millisecond
 		}(i)
 	}
 	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("%d visitors arriving together: %v", n, err)
+		}
+	}
 	for i := 0; i < n; i++ {
 		_ = b.call(30*time.Second, "close", map[string]any{"name": fmt.Sprintf("warm%d", i)}, nil)
 	}
