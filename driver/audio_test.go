@@ -122,6 +122,10 @@ func TestAudioComponentHealedThenReported(t *testing.T) {
 	}
 
 	old := pipewirePid()
+	if old <= 0 {
+		// kill(0) would hit the test's own process group (and go test).
+		t.Fatalf("no pipewire pid in InspectTask: %d", old)
+	}
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +141,12 @@ func TestAudioComponentHealedThenReported(t *testing.T) {
 	// Past the budget (5 restarts): the session fails and says why.
 	for i := 0; i < 10 && inspectRunning(t, h, task.ID); i++ {
 		pid := pipewirePid()
+		if pid <= 0 {
+			// Between a death and its restart the pid reads 0, and kill(0)
+			// would hit the test's own process group (and go test): wait.
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		deadline := time.Now().Add(20 * time.Second)
 		for pipewirePid() == pid && inspectRunning(t, h, task.ID) && time.Now().Before(deadline) {

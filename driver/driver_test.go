@@ -429,6 +429,10 @@ func TestXvfbDeathFailsSession(t *testing.T) {
 	waitLog(t, task, "stdout", regexp.MustCompile(`display :\d+`))
 	attrs := inspect(t, h, task.ID)
 	xvfbPid, _ := strconv.Atoi(strings.TrimPrefix(strings.Fields(attrs["component.xvfb"])[1], "pid="))
+	if xvfbPid <= 0 {
+		// kill(0) would hit the test's own process group.
+		t.Fatalf("no Xvfb pid in %q", attrs["component.xvfb"])
+	}
 	if err := syscall.Kill(xvfbPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
