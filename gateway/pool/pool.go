@@ -9,8 +9,6 @@ package pool
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +17,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -729,18 +726,11 @@ func (p *Pool) reconcile(ctx context.Context) {
 		n = 0 // backing off after sessions that never became ready
 	}
 	live := c.Live
-	// Replicas that see the same fleet send the same idempotency tokens in
-	// the same 30-second window, and Nomad keeps one dispatch for each:
-	// the token names the live children (hashed), the slot, and the window.
-	// (A window boundary can still let two replicas both dispatch; the
-	// surplus is stopped once the fleet is over max_sessions.)
-	ids := make([]string, 0, len(p.children))
-	for id := range p.children {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
-	view := hex.EncodeToString(h[:6]) + "-" + strconv.FormatInt(time.Now().Unix()/30, 10)
+	// Replicas that see the same fleet send the same idempotency tokens, and
+	// Nomad keeps one dispatch for each: the token names the index of the
+	// children list the decision was made from (it only grows, so a token
+	// never matches an old, ended dispatch) and the slot.
+	view := strconv.FormatUint(p.childIdx, 10)
 	p.mu.Unlock()
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		meta := map[string]string{}
@@ -749,7 +739,7 @@ func (p *Pool) reconcile(ctx context.Context) {
 		}
 		// Replicas with the same view send the same token, and Nomad keeps
 		// one dispatch for them.
-		token := view + "-" + strconv.Itoa(live+i+1)
+		token := p.cfg.Job + "@" + view + "#" + strconv.Itoa(live+i+1)
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := p.nomad.Dispatch(dctx, p.cfg.Job, meta, token)
 		cancel()
