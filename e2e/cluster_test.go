@@ -67,7 +67,7 @@ func startCluster(t *testing.T) *cluster {
 	t.Cleanup(c.shutdown)
 
 	rpc := freePort(t)
-	srv := c.node("server", fmt.Sprintf(`
+	srv := c.node("server", `
 server {
   enabled           = true
   bootstrap_expect  = 1
@@ -78,7 +78,7 @@ server {
     scheduler_algorithm = "spread"
   }
 }
-`), rpc)
+`, rpc)
 	c.srvNode = srv
 	c.server = &agent{t: t, dir: srv.dir, addr: srv.addr}
 	for i, class := range []string{"c1", "c2"} {
