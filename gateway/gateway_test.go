@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,10 +104,10 @@ func fakeNomad(t *testing.T, sessions ...*signalling.Server) string {
 	return "http://" + ln.Addr().String()
 }
 
-func startGateway(t *testing.T, nomadAddr string, maxSessions int) string {
+func startGateway(t *testing.T, nomadAddr string, maxSessions int, extra ...string) string {
 	t.Helper()
-	cfg, err := config.Load([]string{"-nomad-addr", nomadAddr, "-secret", secret, "-min-free", "0",
-		"-max-sessions", strconv.Itoa(maxSessions), "-max-queue", "5", "-state-interval", "100ms"}, io.Discard)
+	cfg, err := config.Load(append([]string{"-nomad-addr", nomadAddr, "-secret", secret, "-min-free", "0",
+		"-max-sessions", strconv.Itoa(maxSessions), "-max-queue", "5", "-state-interval", "100ms"}, extra...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,4 +368,55 @@ func queueLen(t *testing.T, base string) int {
 	var out struct{ Length int }
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return out.Length
+}
+
+// TestRedirectRoute: with route = "redirect" the gateway claims a session
+// and sends the browser to the session's own URL with the one-time token;
+// the session's page and player WebSocket open with that token there, and
+// the session is the visitor's alone.
+func TestRedirectRoute(t *testing.T) {
+	s := session(t, false)
+	base := startGateway(t, fakeNomad(t, s), 1, "-route", "redirect")
+	eventually(t, "the gateway to see the session free", func() bool { return free(t, base) == 1 })
+
+	v := newVisitor(t, base)
+	v.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, _ := v.navigate()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("visitor got HTTP %d, want 302 to the session", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Host != s.PlayerAddr().String() || loc.Query().Get("token") == "" {
+		t.Fatalf("redirected to %q, want the session %s with a token", resp.Header.Get("Location"), s.PlayerAddr())
+	}
+	if s.ClaimState() != signalling.ClaimClaimed {
+		t.Fatalf("session %s after the redirect, want claimed", s.ClaimState())
+	}
+
+	// Without the token the session lets nobody in; with it, the page and
+	// the player WebSocket open at the session itself.
+	if r, err := http.Get("http://" + loc.Host + "/"); err != nil || r.StatusCode == http.StatusOK {
+		t.Fatalf("session page without the token: %v %v", r, err)
+	}
+	page, err := http.Get(loc.String())
+	if err != nil || page.StatusCode != http.StatusOK {
+		t.Fatalf("session page with the redirect's token: %v %v", page, err)
+	}
+	page.Body.Close()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+loc.Host+"/?token="+url.QueryEscape(loc.Query().Get("token")), nil)
+	if err != nil {
+		t.Fatalf("player WebSocket with the token: %v", err)
+	}
+	defer ws.Close()
+	var m map[string]any
+	if err := ws.ReadJSON(&m); err != nil || m["type"] != "config" {
+		t.Fatalf("first message at the session: %v %v", m, err)
+	}
+	_ = ws.WriteJSON(map[string]string{"type": "subscribe", "streamerId": "DefaultStreamer"})
+	eventually(t, "busy", func() bool { return s.ClaimState() == signalling.ClaimBusy })
+
+	// A second visitor is not sent to the same session: it waits.
+	if _, body := newVisitor(t, base).navigate(); !strings.Contains(body, "Waiting for a session") {
+		t.Fatal("a second visitor was not queued while the only session is taken")
+	}
 }
