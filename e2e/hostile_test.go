@@ -58,7 +58,7 @@ func TestHostileSuiteWhileBrowserStreams(t *testing.T) {
 		case err := <-done:
 			running = false
 			if err != nil {
-				t.Errorf("hostile suite against the live session failed: %v\n%s", err, tail(out.String(), 80))
+				t.Errorf("hostile suite against the live session failed: %v\n%s", err, failures(out.String()))
 			}
 		default:
 			st = p.advances(t, st, 10, 30*time.Second, fmt.Sprintf("during the hostile suite (round %d)", rounds))
@@ -89,6 +89,21 @@ func supervisorPid(a *agent, allocID string) int {
 		}
 	}
 	return 0
+}
+
+// failures keeps what go test printed about failing tests: everything
+// but the run, pass and skip lines and the passing rows' logs.
+func failures(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "=== RUN") || strings.HasPrefix(t, "--- PASS") || strings.HasPrefix(t, "--- SKIP") ||
+			strings.Contains(t, "peak RSS") || strings.Contains(t, "attacker: close") || strings.Contains(t, "external target has none") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return tail(strings.Join(keep, "\n"), 120)
 }
 
 func tail(s string, n int) string {
