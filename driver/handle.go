@@ -76,9 +76,16 @@ func (h *taskHandle) run() {
 	r, rerr := session.ReadResult(h.runtimeDir)
 	switch {
 	case rerr == nil:
+		if r.AppStarted {
+			// The app ran and is already gone (a quick exit can beat the
+			// event follower): StartTask succeeds, WaitTask reports the exit.
+			startErr = nil
+		}
 		if r.Error != "" {
 			res.Err = errors.New("session failed: " + r.Error)
-			startErr = fmt.Errorf("session failed before the app started: %s", r.Error)
+			if !r.AppStarted {
+				startErr = fmt.Errorf("session failed before the app started: %s", r.Error)
+			}
 		}
 		if r.Signal != 0 {
 			res.Signal = r.Signal

@@ -106,6 +106,9 @@ type Result struct {
 	ExitCode int    `json:"exit_code"`
 	Signal   int    `json:"signal,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// AppStarted says the app ran, so an app that exits at once is an
+	// exit, not a failed start, even when the driver never saw the event.
+	AppStarted bool `json:"app_started,omitempty"`
 }
 
 // WriteResult leaves r in runtimeDir for the driver.

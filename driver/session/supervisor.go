@@ -419,6 +419,7 @@ func appResult(ps *os.ProcessState) *Result {
 
 // finish records the result for the driver and logs it.
 func (s *supervisor) finish(r *Result) *Result {
+	r.AppStarted = s.app != nil
 	s.store.update(func(st *State) { st.Phase = PhaseExited })
 	msg := fmt.Sprintf("App exited with code %d", r.ExitCode)
 	if r.Signal != 0 {
