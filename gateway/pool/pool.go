@@ -309,15 +309,19 @@ func (p *Pool) recordEndLocked(now time.Time) {
 	}
 }
 
-func (p *Pool) watchServices(ctx context.Context) {
+// follow runs Nomad blocking queries until ctx ends, handing each answer and
+// its index to apply: no polling, Nomad answers when something changed. A
+// failed query is retried after two seconds from index 0.
+func follow[T any](ctx context.Context, log hclog.Logger, what string,
+	query func(ctx context.Context, index uint64) (T, uint64, error), apply func(T, uint64)) {
 	var idx uint64
 	for ctx.Err() == nil {
-		regs, next, err := p.nomad.Services(ctx, p.cfg.Service, idx, blockWait)
+		v, next, err := query(ctx, idx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			p.log.Warn("service discovery query failed; retrying", "service", p.cfg.Service, "error", err)
+			log.Warn("Nomad query failed; retrying", "query", what, "error", err)
 			sleepCtx(ctx, 2*time.Second)
 			idx = 0
 			continue
@@ -326,8 +330,16 @@ func (p *Pool) watchServices(ctx context.Context) {
 			next = 0 // the index went backwards (a new leader): start over
 		}
 		idx = next
-		p.applyServices(regs)
+		apply(v, idx)
 	}
+}
+
+func (p *Pool) watchServices(ctx context.Context) {
+	follow(ctx, p.log, "service "+p.cfg.Service,
+		func(ctx context.Context, idx uint64) ([]nomad.Registration, uint64, error) {
+			return p.nomad.Services(ctx, p.cfg.Service, idx, blockWait)
+		},
+		func(regs []nomad.Registration, _ uint64) { p.applyServices(regs) })
 }
 
 func (p *Pool) applyServices(regs []nomad.Registration) {
@@ -366,93 +378,75 @@ func (p *Pool) applyServices(regs []nomad.Registration) {
 // watchPeers follows the gateway's own registrations: the replica with the
 // lowest allocation id is the one that dispatches.
 func (p *Pool) watchPeers(ctx context.Context) {
-	var idx uint64
-	for ctx.Err() == nil {
-		regs, next, err := p.nomad.Services(ctx, p.cfg.Peers, idx, blockWait)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			p.log.Warn("listing the gateway replicas failed; retrying", "service", p.cfg.Peers, "error", err)
-			sleepCtx(ctx, 2*time.Second)
-			idx = 0
-			continue
+	follow(ctx, p.log, "service "+p.cfg.Peers,
+		func(ctx context.Context, idx uint64) ([]nomad.Registration, uint64, error) {
+			return p.nomad.Services(ctx, p.cfg.Peers, idx, blockWait)
+		},
+		func(regs []nomad.Registration, _ uint64) { p.applyPeers(regs) })
+}
+
+func (p *Pool) applyPeers(regs []nomad.Registration) {
+	lowest, self := "", false
+	for _, r := range regs {
+		self = self || r.AllocID == p.cfg.Self
+		if lowest == "" || r.AllocID < lowest {
+			lowest = r.AllocID
 		}
-		if next < idx {
-			next = 0
-		}
-		idx = next
-		lowest, self := "", false
-		for _, r := range regs {
-			self = self || r.AllocID == p.cfg.Self
-			if lowest == "" || r.AllocID < lowest {
-				lowest = r.AllocID
-			}
-		}
-		leader := self && lowest == p.cfg.Self
-		p.mu.Lock()
-		if leader != p.leader {
-			p.log.Info("dispatching replica changed", "this_replica_dispatches", leader, "replicas", len(regs))
-			p.leader = leader
-			p.notifyLocked()
-		}
-		p.mu.Unlock()
 	}
+	leader := self && lowest == p.cfg.Self
+	p.mu.Lock()
+	if leader != p.leader {
+		p.log.Info("dispatching replica changed", "this_replica_dispatches", leader, "replicas", len(regs))
+		p.leader = leader
+		p.notifyLocked()
+	}
+	p.mu.Unlock()
 }
 
 func (p *Pool) watchChildren(ctx context.Context) {
-	var idx uint64
-	for ctx.Err() == nil {
-		jobs, next, err := p.nomad.Children(ctx, p.cfg.Job, idx, blockWait)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			p.log.Warn("listing the session job's children failed; retrying", "job", p.cfg.Job, "error", err)
-			sleepCtx(ctx, 2*time.Second)
-			idx = 0
+	follow(ctx, p.log, "children of job "+p.cfg.Job,
+		func(ctx context.Context, idx uint64) ([]nomad.JobStub, uint64, error) {
+			return p.nomad.Children(ctx, p.cfg.Job, idx, blockWait)
+		},
+		p.applyChildren)
+}
+
+func (p *Pool) applyChildren(jobs []nomad.JobStub, idx uint64) {
+	p.mu.Lock()
+	now := time.Now()
+	live := map[string]time.Time{}
+	for _, j := range jobs {
+		if j.Status == "dead" {
 			continue
 		}
-		if next < idx {
-			next = 0
+		if t, ok := p.children[j.ID]; ok {
+			live[j.ID] = t
+		} else {
+			live[j.ID] = now
 		}
-		idx = next
-		p.mu.Lock()
-		now := time.Now()
-		live := map[string]time.Time{}
-		for _, j := range jobs {
-			if j.Status == "dead" {
-				continue
-			}
-			if t, ok := p.children[j.ID]; ok {
-				live[j.ID] = t
-			} else {
-				live[j.ID] = now
-			}
-		}
-		// A dispatch of ours not in the list yet still counts for a while.
-		for id, t := range p.children {
-			if _, ok := live[id]; !ok && now.Sub(t) < 30*time.Second && !listed(jobs, id) {
-				live[id] = t
-			}
-		}
-		// Ours that ended without ever being free: back off.
-		for id := range p.started {
-			if _, ok := live[id]; !ok && listed(jobs, id) {
-				delete(p.started, id)
-				p.failStreak++
-				backoff := min(maxBackoff, time.Second<<min(p.failStreak, 10))
-				p.holdUntil = now.Add(backoff)
-				p.log.Warn("a dispatched session ended before it was ever ready; backing off", "job", id,
-					"failures_in_a_row", p.failStreak, "next_dispatch_in", backoff)
-			}
-		}
-		p.children = live
-		p.childIdx = idx
-		p.kids = true
-		p.notifyLocked()
-		p.mu.Unlock()
 	}
+	// A dispatch of ours not in the list yet still counts for a while.
+	for id, t := range p.children {
+		if _, ok := live[id]; !ok && now.Sub(t) < 30*time.Second && !listed(jobs, id) {
+			live[id] = t
+		}
+	}
+	// Ours that ended without ever being free: back off.
+	for id := range p.started {
+		if _, ok := live[id]; !ok && listed(jobs, id) {
+			delete(p.started, id)
+			p.failStreak++
+			backoff := min(maxBackoff, time.Second<<min(p.failStreak, 10))
+			p.holdUntil = now.Add(backoff)
+			p.log.Warn("a dispatched session ended before it was ever ready; backing off", "job", id,
+				"failures_in_a_row", p.failStreak, "next_dispatch_in", backoff)
+		}
+	}
+	p.children = live
+	p.childIdx = idx
+	p.kids = true
+	p.notifyLocked()
+	p.mu.Unlock()
 }
 
 func listed(jobs []nomad.JobStub, id string) bool {
