@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	nstructs "github.com/hashicorp/nomad/nomad/structs"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
@@ -65,12 +64,7 @@ func TestEventsCarryNoAppArguments(t *testing.T) {
 // recovered plugin, once.
 func TestRecoverDeliversEventsEmittedWhilePluginWasDown(t *testing.T) {
 	h1 := newHarness(t, nil)
-	httpPort, turnPort := freePort(t, "tcp"), freePort(t, "udp")
-	task := newTask(t, h1, config.TaskConfig{Args: []string{"--probe-tick=1h"}, UnrealFlags: true, HTTPPort: "http", TURNPort: "turn"})
-	task.Resources.Ports = &nstructs.AllocatedPorts{
-		{Label: "http", Value: httpPort, HostIP: "127.0.0.1"},
-		{Label: "turn", Value: turnPort, HostIP: "127.0.0.1"},
-	}
+	task, _, _ := newStreamTask(t, h1)
 	events1, err := h1.TaskEvents(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/nomad/helper/uuid"
 	nstructs "github.com/hashicorp/nomad/nomad/structs"
+	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/pion/logging"
 	pturn "github.com/pion/turn/v5"
 
@@ -39,6 +40,19 @@ func freePort(t *testing.T, network string) int {
 	}
 }
 
+// newStreamTask makes a probe task with the player and TURN ports on free
+// loopback ports; it returns the task and its player and TURN ports.
+func newStreamTask(t *testing.T, h *harness) (task *drivers.TaskConfig, httpPort, turnPort int) {
+	t.Helper()
+	httpPort, turnPort = freePort(t, "tcp"), freePort(t, "udp")
+	task = newTask(t, h, config.TaskConfig{Args: []string{"--probe-tick=1h"}, UnrealFlags: true, HTTPPort: "http", TURNPort: "turn"})
+	task.Resources.Ports = &nstructs.AllocatedPorts{
+		{Label: "http", Value: httpPort, HostIP: "127.0.0.1"},
+		{Label: "turn", Value: turnPort, HostIP: "127.0.0.1"},
+	}
+	return task, httpPort, turnPort
+}
+
 func readJSON(t *testing.T, c *websocket.Conn) map[string]any {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -55,12 +69,7 @@ func readJSON(t *testing.T, c *websocket.Conn) map[string]any {
 // turn_port label, for that player only.
 func TestStreamThroughSession(t *testing.T) {
 	h := newHarness(t, nil)
-	httpPort, turnPort := freePort(t, "tcp"), freePort(t, "udp")
-	task := newTask(t, h, config.TaskConfig{Args: []string{"--probe-tick=1h"}, UnrealFlags: true, HTTPPort: "http", TURNPort: "turn"})
-	task.Resources.Ports = &nstructs.AllocatedPorts{
-		{Label: "http", Value: httpPort, HostIP: "127.0.0.1"},
-		{Label: "turn", Value: turnPort, HostIP: "127.0.0.1"},
-	}
+	task, httpPort, turnPort := newStreamTask(t, h)
 	events, err := h.TaskEvents(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -427,6 +427,9 @@ func (g *Gateway) sendAssigned(send func(string, any) bool, visitor string, a *p
 
 // enter turns a waiting page's ticket into the binding cookie.
 func (g *Gateway) enter(w http.ResponseWriter, r *http.Request) {
+	// The server has no ReadTimeout (proxied WebSockets would inherit it):
+	// this body gets its own deadline.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8<<10))
 	if err != nil {
 		writeText(w, http.StatusBadRequest, "400 bad request: ticket too large\n")
