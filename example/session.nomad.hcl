@@ -26,6 +26,12 @@ variable "streamer" {
   description = "Absolute path of the app to run (make build writes the stand-in to build/streamer)."
 }
 
+variable "clip" {
+  type        = string
+  default     = ""
+  description = "Stand-in only: absolute path of a VP8 IVF clip (make clip) sent from memory instead of encoding the display (-StandInClip)."
+}
+
 variable "pool" {
   type        = bool
   default     = false
@@ -127,6 +133,7 @@ job "pixelstream-session" {
 
       config {
         executable           = var.streamer
+        args                 = var.clip == "" ? [] : ["-StandInClip=${var.clip}"]
         resolution           = "1280x720"
         render               = "none"
         http_port            = "http"

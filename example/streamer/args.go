@@ -23,6 +23,9 @@ type options struct {
 	Codec string
 	// NoSound is Unreal's -nosound: no audio track even with PULSE_SERVER set.
 	NoSound bool
+	// Clip is the stand-in's own -StandInClip=file.ivf: send this
+	// pre-encoded VP8 clip from memory instead of encoding the display.
+	Clip string
 	// Ignored lists the flags accepted for compatibility but without effect.
 	Ignored []string
 }
@@ -63,6 +66,11 @@ func parseArgs(args []string) (options, error) {
 			}
 		case "nosound":
 			o.NoSound = true
+		case "standinclip":
+			if value == "" {
+				return options{}, fmt.Errorf("-%s: empty path (want -StandInClip=/path/to/clip.ivf, a VP8 IVF file such as `make clip` writes)", key)
+			}
+			o.Clip = value
 		case "pixelstreamingencodercodec":
 			o.Codec = strings.ToLower(value)
 		default:

@@ -48,66 +48,96 @@ func serve(log hclog.Logger, args []string) error {
 	if opts.Codec != "" && opts.Codec != "vp8" {
 		log.Warn("the stand-in encodes VP8 only; -PixelStreamingEncoderCodec is not honoured", "asked", opts.Codec)
 	}
-	if err := findFFmpeg(); err != nil {
-		return err
-	}
-	display := os.Getenv("DISPLAY")
-	if display == "" {
-		return errors.New("DISPLAY is not set: the stand-in draws into and streams the session's X display")
-	}
-
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
-
-	sc, err := newScene(log.Named("scene"), display)
-	if err != nil {
-		return err
-	}
-	w, h := streamSize(log, opts, sc)
-	inj, err := newInjector(log.Named("input"), display, w, h)
-	if err != nil {
-		return err
-	}
-	defer inj.close()
-
-	video, err := newVideoSource(log.Named("video"), display, w, h)
-	if err != nil {
-		return err
-	}
-	hub := &mediaHub{sources: []source{video}}
 	var wg sync.WaitGroup
 	// Background work ends with ctx; wait for it (ffmpeg stopped) on every return.
 	defer func() {
 		cancel(nil)
 		wg.Wait()
 	}()
-	if os.Getenv("PULSE_SERVER") != "" && !opts.NoSound {
-		audio, err := newAudioSource(log.Named("audio"))
+
+	var (
+		hub              = &mediaHub{}
+		cl               *clip
+		onData           = func(string, []byte) {}
+		onLeave          = func(string) {}
+		display, logSize = os.Getenv("DISPLAY"), ""
+	)
+	if opts.Clip != "" {
+		// The clip mode needs neither ffmpeg nor a display: no scene is
+		// drawn, and input is injected only when a display is there.
+		if cl, err = loadClip(log.Named("clip"), opts.Clip); err != nil {
+			return err
+		}
+		logSize = fmt.Sprintf("%dx%d", cl.width, cl.height)
+		if opts.Width > 0 && (opts.Width != cl.width || opts.Height != cl.height) {
+			log.Warn("-ResX/-ResY differ from the clip's size; sending the clip as it is", "asked", fmt.Sprintf("%dx%d", opts.Width, opts.Height), "clip", logSize)
+		}
+		if display != "" {
+			inj, err := newInjector(log.Named("input"), display, cl.width, cl.height)
+			if err != nil {
+				return err
+			}
+			defer inj.close()
+			onData, onLeave = inj.handle, inj.releaseAll
+		}
+		log.Info("sending a pre-encoded clip from memory; no encoder, no audio track", "clip", opts.Clip, "frames", len(cl.frames))
+		wg.Go(func() { cl.run(sigCtx) })
+	} else {
+		if err := findFFmpeg(); err != nil {
+			return err
+		}
+		if display == "" {
+			return errors.New("DISPLAY is not set: the stand-in draws into and streams the session's X display (or give -StandInClip=file.ivf)")
+		}
+		sc, err := newScene(log.Named("scene"), display)
 		if err != nil {
 			return err
 		}
-		hub.sources = append(hub.sources, audio)
-		wg.Go(func() { playTone(sigCtx, log.Named("tone")) })
-	} else {
-		log.Info("no audio track: PULSE_SERVER is not set or -nosound was given")
+		w, h := streamSize(log, opts, sc)
+		logSize = fmt.Sprintf("%dx%d", w, h)
+		inj, err := newInjector(log.Named("input"), display, w, h)
+		if err != nil {
+			return err
+		}
+		defer inj.close()
+		onData, onLeave = inj.handle, inj.releaseAll
+
+		video, err := newVideoSource(log.Named("video"), display, w, h)
+		if err != nil {
+			return err
+		}
+		hub.sources = []source{video}
+		if os.Getenv("PULSE_SERVER") != "" && !opts.NoSound {
+			audio, err := newAudioSource(log.Named("audio"))
+			if err != nil {
+				return err
+			}
+			hub.sources = append(hub.sources, audio)
+			wg.Go(func() { playTone(sigCtx, log.Named("tone")) })
+		} else {
+			log.Info("no audio track: PULSE_SERVER is not set or -nosound was given")
+		}
+		wg.Go(func() {
+			sc.run(sigCtx)
+			if sigCtx.Err() == nil {
+				cancel(errors.New("the X display is gone"))
+			}
+		})
 	}
 
 	client := &signalClient{url: opts.URL, id: opts.ID, log: log.Named("signalling")}
-	pm, err := newPeerManager(log.Named("peers"), client.send, hub, inj.handle, inj.releaseAll)
+	pm, err := newPeerManager(log.Named("peers"), client.send, hub, onData, onLeave)
 	if err != nil {
 		return fmt.Errorf("set up WebRTC: %w", err)
 	}
+	pm.clip = cl
 	client.players = pm
 
-	wg.Go(func() {
-		sc.run(sigCtx)
-		if sigCtx.Err() == nil {
-			cancel(errors.New("the X display is gone"))
-		}
-	})
-	log.Info("starting", "streamer_id", opts.ID, "signalling", opts.URL, "display", display, "size", fmt.Sprintf("%dx%d", w, h))
+	log.Info("starting", "streamer_id", opts.ID, "signalling", opts.URL, "display", display, "size", logSize)
 	client.run(sigCtx)
 	pm.closeAll()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {

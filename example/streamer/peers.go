@@ -13,10 +13,13 @@ import (
 // peerManager holds one peer connection per player, all fed by the same
 // tracks: one encoder serves every player, as in Unreal.
 type peerManager struct {
-	api    *webrtc.API
-	log    hclog.Logger
-	send   func(v any) error
-	media  *mediaHub
+	api   *webrtc.API
+	log   hclog.Logger
+	send  func(v any) error
+	media *mediaHub
+	// clip, when set, gives every peer a video track of its own played
+	// from memory (-StandInClip).
+	clip   *clip
 	onData func(playerID string, msg []byte)
 	// onLeave is called when a player's peer is closed.
 	onLeave func(playerID string)
@@ -37,6 +40,7 @@ type peer struct {
 	pending   []webrtc.ICECandidateInit
 	closed    bool
 	watching  bool // holds a reference on the encoders
+	clipTrack *webrtc.TrackLocalStaticSample
 }
 
 // startMedia takes a reference on the encoders once the peer is connected,
@@ -50,6 +54,15 @@ func (p *peer) startMedia(h *mediaHub) {
 	}
 	p.watching = true
 	h.acquire()
+}
+
+// startClip plays the clip on the peer's own track once it is connected.
+func (p *peer) startClip(c *clip) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.clipTrack != nil && !p.closed {
+		c.start(p.clipTrack)
+	}
 }
 
 func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onData func(string, []byte), onLeave func(string)) (*peerManager, error) {
@@ -145,7 +158,16 @@ func (pm *peerManager) connected(playerID string, dataChannel, sfu bool) {
 }
 
 func (pm *peerManager) setup(p *peer, dataChannel bool, log hclog.Logger) error {
-	for _, track := range pm.media.tracks() {
+	tracks := pm.media.tracks()
+	if pm.clip != nil {
+		t, err := pm.clip.newTrack()
+		if err != nil {
+			return err
+		}
+		p.clipTrack = t
+		tracks = append([]webrtc.TrackLocal{t}, tracks...)
+	}
+	for _, track := range tracks {
 		tr, err := p.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			return err
@@ -188,6 +210,9 @@ func (pm *peerManager) setup(p *peer, dataChannel bool, log hclog.Logger) error 
 		log.Info("peer connection state", "state", s.String())
 		if s == webrtc.PeerConnectionStateConnected {
 			p.startMedia(pm.media)
+			if pm.clip != nil {
+				p.startClip(pm.clip)
+			}
 		}
 		if s == webrtc.PeerConnectionStateFailed {
 			// Ask the server to drop the player so its frontend can
@@ -295,6 +320,9 @@ func (pm *peerManager) close(p *peer) {
 	p.mu.Unlock()
 	if already {
 		return
+	}
+	if p.clipTrack != nil {
+		pm.clip.stop(p.clipTrack)
 	}
 	if err := p.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
 		pm.log.Warn("close peer connection", "player", p.id, "error", err)
