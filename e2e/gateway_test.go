@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 )
 
 const (
@@ -214,10 +216,11 @@ func visit(u string) (assigned bool, visitor string, status int, err error) {
 	return assigned, visitor, resp.StatusCode, nil
 }
 
-// claimState asks a session itself (with the gateway secret) its state.
-func claimState(addr string) (state, visitor string) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/claim", nil)
-	req.Header.Set("Authorization", "Bearer "+gwSecret)
+// claimState asks a session itself its state, signed as the gateway signs
+// (with the allocation's key derived from the fleet secret).
+func claimState(s gwSession) (state, visitor string) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.Address+claim.Path, nil)
+	claim.Authorize(req, claim.SessionKey(gwSecret, s.AllocID), nil, time.Now())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", ""
@@ -291,7 +294,7 @@ func TestGateway(t *testing.T) {
 		// Each session agrees: claimed, by one of the winners, no two alike.
 		seen := map[string]bool{}
 		for _, s := range g.sessions(0) {
-			state, visitor := claimState(s.Address)
+			state, visitor := claimState(s)
 			if state != "claimed" || !winners[visitor] || seen[visitor] {
 				t.Fatalf("session %s says %q for visitor %q; winners %v", s.AllocID, state, visitor, winners)
 			}

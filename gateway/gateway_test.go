@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,8 +35,11 @@ const secret = "unit-gateway-secret-0123456789"
 // stand-in streamer identified to it.
 func session(t *testing.T, returnToPool bool) *signalling.Server {
 	t.Helper()
+	allocMu.Lock()
+	alloc := fmt.Sprintf("alloc-%d", len(allocOf))
+	allocMu.Unlock()
 	s, err := signalling.New(signalling.Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
-		Claim:  signalling.ClaimConfig{Secret: secret, TTL: time.Minute, ReturnToPool: returnToPool},
+		Claim:  signalling.ClaimConfig{Secret: secret, AllocID: alloc, TTL: time.Minute, ReturnToPool: returnToPool},
 		Logger: hclog.NewNullLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -61,8 +65,18 @@ func session(t *testing.T, returnToPool bool) *signalling.Server {
 		}
 	}()
 	eventually(t, "the streamer to identify", func() bool { return len(s.Status().Streamers) == 1 })
+	allocMu.Lock()
+	allocOf[s] = alloc
+	allocMu.Unlock()
 	return s
 }
+
+// allocOf is each test session's allocation id (its claim key derives
+// from it), as the fake Nomad lists it.
+var (
+	allocMu sync.Mutex
+	allocOf = map[*signalling.Server]string{}
+)
 
 // fakeNomad is a FAKE Nomad API listing the given sessions as registrations
 // of running children; blocking queries hold until the client gives up.
@@ -73,8 +87,11 @@ func fakeNomad(t *testing.T, sessions ...*signalling.Server) string {
 		host, p, _ := net.SplitHostPort(s.PlayerAddr().String())
 		port, _ := strconv.Atoi(p)
 		job := fmt.Sprintf("pixelstream-session/dispatch-%d", i)
+		allocMu.Lock()
+		alloc := allocOf[s]
+		allocMu.Unlock()
 		regs = append(regs, map[string]any{"ServiceName": "pixelstream-session", "JobID": job, "NodeID": "node",
-			"AllocID": fmt.Sprintf("alloc-%d", i), "Address": host, "Port": port})
+			"AllocID": alloc, "Address": host, "Port": port})
 		jobs = append(jobs, map[string]any{"ID": job, "ParentID": "pixelstream-session", "Status": "running"})
 	}
 	answer := func(v any) http.HandlerFunc {

@@ -222,7 +222,7 @@ func (s *supervisor) claimConfig() signalling.ClaimConfig {
 	s.lc.mu.Lock()
 	s.lc.pooled = true
 	s.lc.mu.Unlock()
-	return signalling.ClaimConfig{Secret: g.Secret, TTL: g.ClaimTTL(), ReturnToPool: g.ReturnToPool, OnChange: s.onClaim}
+	return signalling.ClaimConfig{Secret: g.Secret, AllocID: s.cfg.AllocID, TTL: g.ClaimTTL(), ReturnToPool: g.ReturnToPool, OnChange: s.onClaim}
 }
 
 // onClaim keeps the lifecycle in step with the claim and reports it as a

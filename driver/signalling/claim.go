@@ -1,6 +1,7 @@
 package signalling
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -8,45 +9,44 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
-	"unicode"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 )
 
 // A pool session belongs to a gateway: it starts free, the gateway reserves
-// it for one visitor with POST /api/claim (authenticated by the gateway
-// secret) and hands the visitor the one-time player token the claim returns.
-// The reservation is atomic here, at the session, so any number of gateway
-// replicas can share a pool without sharing state: a second claim gets 409.
+// it for one visitor with POST /api/claim and hands the visitor the
+// one-time player token the claim returns. The reservation is atomic here,
+// at the session, so any number of gateway replicas can share a pool
+// without sharing state: a second claim gets 409. The wire contract (route,
+// bodies, the per-session key and request signatures) is package claim's.
 
 // ClaimState is where a pool session is in its life with a gateway.
-type ClaimState string
+type ClaimState = claim.State
 
 // The claim states /api/status and /api/claim report.
 const (
-	ClaimFree    ClaimState = "free"    // ready for the next visitor
-	ClaimClaimed ClaimState = "claimed" // reserved; waiting for its visitor's player
-	ClaimBusy    ClaimState = "busy"    // its visitor's player has connected
+	ClaimFree    = claim.Free
+	ClaimClaimed = claim.Claimed
+	ClaimBusy    = claim.Busy
 )
 
 // DefaultClaimTTL is how long a claim waits for its visitor's player.
 const DefaultClaimTTL = 60 * time.Second
 
-// claimBodyLimit bounds a claim request's body: two short strings.
-const claimBodyLimit = 4 << 10
-
-// claimFieldMax bounds the visitor id and subject a claim may carry; they
-// end up in task events.
-const claimFieldMax = 256
-
 // ClaimConfig turns claims on. The zero value (no secret) leaves the server
 // as it was.
 type ClaimConfig struct {
-	// Secret authenticates the gateway (Authorization: Bearer); never logged.
+	// Secret is the fleet secret. The server derives this session's claim
+	// key from it and AllocID (claim.SessionKey) and keeps only the key;
+	// never logged.
 	Secret string
+	// AllocID is the session's Nomad allocation id: the gateway derives
+	// the same key from the allocation it finds in Nomad.
+	AllocID string
 	// TTL is how long a claim waits for its visitor's player before the
 	// session is free again; 0 means DefaultClaimTTL.
 	TTL time.Duration
@@ -71,9 +71,9 @@ type ClaimEvent struct {
 // claims is the session's claim state. The token is kept only as a hash, so
 // nothing that dumps the server's memory in a log can show it.
 type claims struct {
-	cfg    ClaimConfig
-	secret [32]byte
-	cookie string // per-session cookie name: one gateway origin fronts many sessions
+	cfg      ClaimConfig // Secret cleared: the key is all the session keeps
+	verifier *claim.Verifier
+	cookie   string // per-session cookie name: one gateway origin fronts many sessions
 
 	mu       sync.Mutex
 	state    ClaimState
@@ -87,14 +87,19 @@ type claims struct {
 
 // newClaims wires claims into s when cfg has a secret: it watches player
 // events (busy, free again) and adds the state to /api/status.
-func newClaims(s *Server, cfg ClaimConfig) *claims {
+func newClaims(s *Server, cfg ClaimConfig) (*claims, error) {
 	if cfg.Secret == "" {
-		return nil
+		return nil, nil
+	}
+	if cfg.AllocID == "" {
+		return nil, errors.New("claim: a pool session needs its allocation id (its claim key is derived from the secret and the allocation id)")
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultClaimTTL
 	}
-	c := &claims{cfg: cfg, secret: sha256.Sum256([]byte(cfg.Secret)), state: ClaimFree,
+	key := claim.SessionKey(cfg.Secret, cfg.AllocID)
+	cfg.Secret = ""
+	c := &claims{cfg: cfg, verifier: claim.NewVerifier(key), state: ClaimFree,
 		cookie: "pixelstream_claim_" + randomID(6)}
 	prevEvent := s.hooks.Event
 	s.hooks.Event = func(e Event) {
@@ -114,7 +119,7 @@ func newClaims(s *Server, cfg ClaimConfig) *claims {
 		out["state"] = string(c.State())
 		return out
 	}
-	return c
+	return c, nil
 }
 
 // State is the session's claim state.
@@ -231,16 +236,6 @@ func (c *claims) admits(r *http.Request) (fromQuery, ok bool) {
 	return false, false
 }
 
-// gateway says whether r carries the gateway secret.
-func (c *claims) gateway(r *http.Request) bool {
-	t, ok := bearer(r)
-	if !ok {
-		return false
-	}
-	have := sha256.Sum256([]byte(t))
-	return subtle.ConstantTimeCompare(c.secret[:], have[:]) == 1
-}
-
 func bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
@@ -251,7 +246,7 @@ func bearer(r *http.Request) (string, bool) {
 
 // claimGate puts a pool session's page, REST API and player WebSocket
 // behind the claim's token. Health, readiness and metrics stay open for
-// Nomad's checks; /api/claim checks the gateway secret itself.
+// Nomad's checks; /api/claim checks the gateway's signature itself.
 func (s *Server) claimGate(next http.Handler) http.Handler {
 	c := s.claims
 	if c == nil {
@@ -259,13 +254,8 @@ func (s *Server) claimGate(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/healthz", "/readyz", "/metrics", "/api/claim":
+		case "/healthz", "/readyz", "/metrics", claim.Path:
 			if !isUpgrade(r) {
-				next.ServeHTTP(w, r)
-				return
-			}
-		case "/api/status":
-			if c.gateway(r) {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -288,35 +278,33 @@ func (s *Server) claimGate(next http.Handler) http.Handler {
 	})
 }
 
-// claimRequest is the body of POST /api/claim.
-type claimRequest struct {
-	Visitor string `json:"visitor"`
-	Subject string `json:"subject"`
-}
-
-// claimResponse answers POST and GET /api/claim.
-type claimResponse struct {
-	State      ClaimState `json:"state"`
-	Ready      bool       `json:"ready"`
-	Token      string     `json:"token,omitempty"`
-	ExpiresInS float64    `json:"expires_in_s,omitempty"`
-	Visitor    string     `json:"visitor,omitempty"`
-	Error      string     `json:"error,omitempty"`
-}
-
-// apiClaim serves /api/claim: GET reports the state to the gateway, POST
-// reserves the session. Both need the gateway secret.
+// apiClaim serves claim.Path: GET reports the state to the gateway, POST
+// reserves the session. Both need a fresh request signed with this
+// session's key; the answer is signed over the request's nonce.
 func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 	c := s.claims
 	if c == nil {
-		writeJSON(w, http.StatusNotFound, claimResponse{Error: "this session is not in a gateway's pool (task config has no gateway block)"})
+		writeJSON(w, http.StatusNotFound, claim.Response{Error: "this session is not in a gateway's pool (task config has no gateway block)"})
 		return
 	}
-	if !c.gateway(r) {
+	body, nonce, err := c.verifier.Verify(w, r)
+	if err != nil {
 		s.metrics.reject(rolePlayer, reasonUnauthorized)
-		s.log.Info("refused claim without the gateway secret", "remote", r.RemoteAddr)
-		writeJSON(w, http.StatusUnauthorized, claimResponse{Error: "claims need the gateway secret (Authorization: Bearer)"})
+		s.log.Info("refused claim request", "remote", r.RemoteAddr, "reason", err)
+		writeJSON(w, http.StatusUnauthorized, claim.Response{Error: "claims need a fresh request signed with this session's key: " + err.Error()})
 		return
+	}
+	reply := func(code int, resp claim.Response) {
+		b, err := json.Marshal(resp)
+		if err != nil {
+			http.Error(w, "encode response: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		claim.SignResponse(w.Header(), c.verifier.Key(), nonce, code, b)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(code)
+		_, _ = w.Write(b)
 	}
 	s.mu.RLock()
 	ready := len(s.order) > 0
@@ -324,62 +312,36 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet:
 		c.mu.Lock()
-		resp := claimResponse{State: c.state, Ready: ready, Visitor: c.visitor}
+		resp := claim.Response{State: c.state, Ready: ready, Visitor: c.visitor}
 		c.mu.Unlock()
-		writeJSON(w, http.StatusOK, resp)
+		reply(http.StatusOK, resp)
 		return
 	case http.MethodPost:
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		writeJSON(w, http.StatusMethodNotAllowed, claimResponse{Error: "use POST to claim, GET for the state"})
+		reply(http.StatusMethodNotAllowed, claim.Response{Error: "use POST to claim, GET for the state"})
 		return
 	}
-	req, err := decodeClaim(http.MaxBytesReader(w, r.Body, claimBodyLimit))
+	req, err := claim.DecodeRequest(bytes.NewReader(body))
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, claimResponse{Error: err.Error()})
+		reply(http.StatusBadRequest, claim.Response{Error: err.Error()})
 		return
 	}
 	if !ready {
 		// A session whose streamer is not (or no longer) there would give
 		// the visitor a black page; the gateway tries another.
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, claimResponse{State: c.State(), Error: "no streamer connected yet"})
+		reply(http.StatusServiceUnavailable, claim.Response{State: c.State(), Error: "no streamer connected yet"})
 		return
 	}
 	token, err := c.claim(req.Visitor, req.Subject)
 	if err != nil {
-		writeJSON(w, http.StatusConflict, claimResponse{State: c.State(), Ready: true, Error: err.Error()})
+		reply(http.StatusConflict, claim.Response{State: c.State(), Ready: true, Error: err.Error()})
 		return
 	}
 	s.log.Info("session claimed", "visitor", req.Visitor, "subject", req.Subject)
-	writeJSON(w, http.StatusOK, claimResponse{State: ClaimClaimed, Ready: true, Token: token,
+	reply(http.StatusOK, claim.Response{State: ClaimClaimed, Ready: true, Token: token,
 		ExpiresInS: c.cfg.TTL.Seconds(), Visitor: req.Visitor})
-}
-
-// decodeClaim parses and checks a claim body; an empty body is a claim with
-// no visitor named.
-func decodeClaim(body io.Reader) (claimRequest, error) {
-	var req claimRequest
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return req, fmt.Errorf("claim body: larger than %d bytes", claimBodyLimit)
-		}
-		return req, fmt.Errorf(`claim body: want {"visitor":"...","subject":"..."}: %w`, err)
-	}
-	for name, v := range map[string]string{"visitor": req.Visitor, "subject": req.Subject} {
-		if len(v) > claimFieldMax {
-			return req, fmt.Errorf("claim body: %s is %d bytes, at most %d", name, len(v), claimFieldMax)
-		}
-		for _, r := range v {
-			if !unicode.IsPrint(r) {
-				return req, fmt.Errorf("claim body: %s holds a control character; use printable text", name)
-			}
-		}
-	}
-	return req, nil
 }
 
 func randomID(n int) string {

@@ -10,9 +10,14 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 )
 
-const testSecret = "gateway-secret-0123456789abcdef"
+const (
+	testSecret = "gateway-secret-0123456789abcdef"
+	testAlloc  = "0b7c1a52-alloc-of-this-session"
+)
 
 type claimRecorder struct {
 	mu  sync.Mutex
@@ -36,40 +41,60 @@ func poolServer(t *testing.T, cfg ClaimConfig) (*Server, *claimRecorder) {
 	if cfg.Secret == "" {
 		cfg.Secret = testSecret
 	}
+	if cfg.AllocID == "" {
+		cfg.AllocID = testAlloc
+	}
 	cfg.OnChange = rec.add
 	return startServer(t, Config{Claim: cfg, MaxPlayers: 1}), rec
 }
 
-func postClaim(t *testing.T, s *Server, secret, body string) (int, claimResponse) {
+// signedClaim is a claim request as the gateway sends it: signed with the
+// key derived from secret for testAlloc ("" = unsigned).
+func signedClaim(t *testing.T, s *Server, secret, method, body string, at time.Time) (*http.Request, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, httpURL(s, "/api/claim"), strings.NewReader(body))
-	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
+	req, _ := http.NewRequest(method, httpURL(s, claim.Path), strings.NewReader(body))
+	if secret == "" {
+		return req, ""
 	}
+	return req, claim.Authorize(req, claim.SessionKey(secret, testAlloc), []byte(body), at)
+}
+
+// send sends req and checks the answer's signature when the request had
+// a nonce and was accepted.
+func send(t *testing.T, req *http.Request, secret, nonce string) (int, claim.Response) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("POST /api/claim: %v", err)
+		t.Fatalf("%s %s: %v", req.Method, claim.Path, err)
 	}
 	defer resp.Body.Close()
-	var out claimResponse
+	var out claim.Response
 	b, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("POST /api/claim: %d %q is not JSON: %v", resp.StatusCode, b, err)
+		t.Fatalf("%s %s: %d %q is not JSON: %v", req.Method, claim.Path, resp.StatusCode, b, err)
+	}
+	if nonce != "" && resp.StatusCode != http.StatusUnauthorized {
+		if err := claim.VerifyResponse(resp.Header, claim.SessionKey(secret, testAlloc), nonce, resp.StatusCode, b); err != nil {
+			t.Fatalf("answer %d: %v", resp.StatusCode, err)
+		}
 	}
 	return resp.StatusCode, out
 }
 
+func postClaim(t *testing.T, s *Server, secret, body string) (int, claim.Response) {
+	t.Helper()
+	req, nonce := signedClaim(t, s, secret, http.MethodPost, body, time.Now())
+	return send(t, req, secret, nonce)
+}
+
 func statusState(t *testing.T, s *Server) string {
 	t.Helper()
-	h := http.Header{"Authorization": {"Bearer " + testSecret}}
-	resp, body := httpGet(t, httpURL(s, "/api/status"), h)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/api/status with the gateway secret: %d %s", resp.StatusCode, body)
+	req, nonce := signedClaim(t, s, testSecret, http.MethodGet, "", time.Now())
+	code, resp := send(t, req, testSecret, nonce)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %+v", claim.Path, code, resp)
 	}
-	var st map[string]any
-	_ = json.Unmarshal([]byte(body), &st)
-	v, _ := st["state"].(string)
-	return v
+	return string(resp.State)
 }
 
 func TestClaimRefusesWithoutSecretOrStreamer(t *testing.T) {
@@ -83,8 +108,8 @@ func TestClaimRefusesWithoutSecretOrStreamer(t *testing.T) {
 		{"not ready", testSecret, `{"visitor":"v1"}`, http.StatusServiceUnavailable},
 		{"unknown field", testSecret, `{"visitor":"v1","token":"x"}`, http.StatusBadRequest},
 		{"control character", testSecret, `{"visitor":"a\u0007b"}`, http.StatusBadRequest},
-		{"too long", testSecret, `{"visitor":"` + strings.Repeat("v", claimFieldMax+1) + `"}`, http.StatusBadRequest},
-		{"too big", testSecret, `{"visitor":"` + strings.Repeat("v", claimBodyLimit) + `"}`, http.StatusBadRequest},
+		{"too long", testSecret, `{"visitor":"` + strings.Repeat("v", claim.FieldMax+1) + `"}`, http.StatusBadRequest},
+		{"too big", testSecret, `{"visitor":"` + strings.Repeat("v", claim.BodyLimit) + `"}`, http.StatusUnauthorized},
 		{"not JSON", testSecret, `visitor=v1`, http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,7 +159,7 @@ func TestClaimIsExclusiveAndTokenOpensThePage(t *testing.T) {
 	if codes[http.StatusOK] != 1 || codes[http.StatusConflict] != n-1 || token == "" {
 		t.Fatalf("%d concurrent claims answered %v, want one 200 and %d 409", n, codes, n-1)
 	}
-	if got := statusState(t, s); got != "claimed" {
+	if got := statusState(t, s); got != string(ClaimClaimed) {
 		t.Fatalf("state: %q, want claimed", got)
 	}
 
@@ -213,11 +238,57 @@ func TestClaimExpiresAndReturnToPool(t *testing.T) {
 
 func TestNoClaimsWithoutGateway(t *testing.T) {
 	s := startServer(t, Config{})
-	code, resp := postClaim(t, s, testSecret, `{}`)
+	req, _ := signedClaim(t, s, testSecret, http.MethodPost, `{}`, time.Now())
+	code, resp := send(t, req, "", "") // a session without a gateway has no key to sign with
 	if code != http.StatusNotFound || resp.Token != "" {
 		t.Fatalf("claim of a session without a gateway: %d %+v, want 404", code, resp)
 	}
 	if resp, _ := httpGet(t, httpURL(s, "/"), nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("page of a session without a gateway: %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestClaimReplayAndForeignKeysFail plays the attacker who captured a
+// claim exchange on the wire (plain http): the secret is not in it, the
+// same request sent again is refused, so is one signed for another
+// allocation, a stale one, and the old Bearer secret; the session stays
+// free for the gateway, whose next claim works.
+func TestClaimReplayAndForeignKeysFail(t *testing.T) {
+	s, _ := poolServer(t, ClaimConfig{TTL: 200 * time.Millisecond})
+	newStreamer(t, s, "DefaultStreamer")
+	body := `{"visitor":"v1"}`
+	captured, nonce := signedClaim(t, s, testSecret, http.MethodPost, body, time.Now())
+	wire := captured.Header.Get("Authorization")
+	if strings.Contains(wire, testSecret) {
+		t.Fatalf("the fleet secret is on the wire: %s", wire)
+	}
+	replay := func() *http.Request {
+		r, _ := http.NewRequest(http.MethodPost, httpURL(s, claim.Path), strings.NewReader(body))
+		r.Header.Set("Authorization", wire)
+		return r
+	}
+	if code, resp := send(t, captured, testSecret, nonce); code != http.StatusOK || resp.Token == "" {
+		t.Fatalf("the gateway's claim: %d %+v", code, resp)
+	}
+	eventually(t, "the unused claim to expire", func() bool { return s.ClaimState() == ClaimFree })
+
+	stale, _ := signedClaim(t, s, testSecret, http.MethodPost, body, time.Now().Add(-claim.Skew-5*time.Second))
+	otherAlloc, _ := http.NewRequest(http.MethodPost, httpURL(s, claim.Path), strings.NewReader(body))
+	claim.Authorize(otherAlloc, claim.SessionKey(testSecret, "another-allocation"), []byte(body), time.Now())
+	bearer, _ := http.NewRequest(http.MethodPost, httpURL(s, claim.Path), strings.NewReader(body))
+	bearer.Header.Set("Authorization", "Bearer "+testSecret)
+	otherBody := replay()
+	otherBody.Body = io.NopCloser(strings.NewReader(`{"visitor":"attacker"}`))
+	for name, r := range map[string]*http.Request{"the captured request replayed": replay(), "a stale request": stale,
+		"another allocation's key": otherAlloc, "the fleet secret as Bearer": bearer, "the captured signature on another body": otherBody} {
+		if code, resp := send(t, r, "", ""); code != http.StatusUnauthorized || resp.Token != "" {
+			t.Fatalf("%s: %d %+v, want 401 and no token", name, code, resp)
+		}
+		if s.ClaimState() != ClaimFree {
+			t.Fatalf("%s changed the session's state to %s", name, s.ClaimState())
+		}
+	}
+	if code, resp := postClaim(t, s, testSecret, body); code != http.StatusOK || resp.Token == "" {
+		t.Fatalf("the gateway's next claim: %d %+v", code, resp)
 	}
 }

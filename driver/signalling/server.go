@@ -99,7 +99,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("signalling metrics: %w", err)
 	}
 	s.metrics = m
-	s.claims = newClaims(s, cfg.Claim)
+	if s.claims, err = newClaims(s, cfg.Claim); err != nil {
+		return nil, err
+	}
+	s.cfg.Claim.Secret = "" // the claim key is derived; the secret is not kept
 	if s.lnMetrics, err = newListenerMetrics(reg); err != nil {
 		return nil, fmt.Errorf("signalling metrics: %w", err)
 	}

@@ -22,16 +22,18 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/metrics"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/nomad"
 )
 
-// Session states as the gateway sees them.
+// Session states as the gateway sees them: Starting, and the session's
+// own claim states.
 const (
 	Starting = "starting" // registered, streamer not ready or state unknown yet
-	Free     = "free"
-	Claimed  = "claimed"
-	Busy     = "busy"
+	Free     = string(claim.Free)
+	Claimed  = string(claim.Claimed)
+	Busy     = string(claim.Busy)
 )
 
 // blockWait is how long one blocking query waits at Nomad.
@@ -458,16 +460,6 @@ func listed(jobs []nomad.JobStub, id string) bool {
 	return false
 }
 
-// claimState is GET/POST /api/claim's answer.
-type claimState struct {
-	State      string  `json:"state"`
-	Ready      bool    `json:"ready"`
-	Token      string  `json:"token"`
-	ExpiresInS float64 `json:"expires_in_s"`
-	Visitor    string  `json:"visitor"`
-	Error      string  `json:"error"`
-}
-
 func (p *Pool) pollStates(ctx context.Context) {
 	t := time.NewTicker(p.cfg.StateEvery)
 	defer t.Stop()
@@ -494,7 +486,7 @@ func (p *Pool) readStates(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := p.claimCall(ctx, http.MethodGet, s.Addr, nil)
+			st, err := p.claimCall(ctx, http.MethodGet, s, nil)
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			cur, ok := p.sessions[s.AllocID]
@@ -510,7 +502,7 @@ func (p *Pool) readStates(ctx context.Context) {
 				}
 			} else {
 				cur.failures = 0
-				cur.Ready, cur.State, cur.Visitor = st.Ready, st.State, st.Visitor
+				cur.Ready, cur.State, cur.Visitor = st.Ready, string(st.State), st.Visitor
 				if cur.State == "" {
 					cur.State = Starting
 				}
@@ -567,8 +559,8 @@ func (p *Pool) Claim(ctx context.Context, visitor, subject string) (*Assignment,
 		p.mu.Unlock()
 		tried[target.AllocID] = true
 
-		body, _ := json.Marshal(map[string]string{"visitor": visitor, "subject": subject})
-		st, err := p.claimCall(ctx, http.MethodPost, target.Addr, body)
+		body, _ := json.Marshal(claim.Request{Visitor: visitor, Subject: subject})
+		st, err := p.claimCall(ctx, http.MethodPost, target, body)
 
 		p.mu.Lock()
 		cur, ok := p.sessions[target.AllocID]
@@ -618,32 +610,46 @@ var (
 	errNotReady = errors.New("session not ready")
 )
 
-func (p *Pool) claimCall(ctx context.Context, method, addr string, body []byte) (*claimState, error) {
+// claimCall sends one claim request to s, signed with s's own key (the
+// fleet secret never leaves the gateway), and checks that the answer is
+// signed by the holder of that key.
+func (p *Pool) claimCall(ctx context.Context, method string, s Session, body []byte) (*claim.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+"/api/claim", rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.Addr+claim.Path, rd)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+p.cfg.Secret)
+	key := claim.SessionKey(p.cfg.Secret, s.AllocID)
+	nonce := claim.Authorize(req, key, body, time.Now())
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := p.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("claim %s: %w", addr, err)
+		return nil, fmt.Errorf("claim %s: %w", s.Addr, err)
 	}
 	defer resp.Body.Close()
-	var st claimState
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
-		return nil, fmt.Errorf("claim %s: %d, answer not JSON: %w", addr, resp.StatusCode, err)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, claim.ResponseLimit))
+	if err != nil {
+		return nil, fmt.Errorf("claim %s: read answer: %w", s.Addr, err)
+	}
+	var st claim.Response
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("claim %s: %d, answer not JSON: %w", s.Addr, resp.StatusCode, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("claim %s: 401 %s (does the session's gateway block have this gateway's secret?)", s.Addr, st.Error)
+	}
+	if err := claim.VerifyResponse(resp.Header, key, nonce, resp.StatusCode, b); err != nil {
+		return nil, fmt.Errorf("claim %s (alloc %s): %w", s.Addr, s.AllocID, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 		if method == http.MethodPost && st.Token == "" {
-			return nil, fmt.Errorf("claim %s: no token in the answer", addr)
+			return nil, fmt.Errorf("claim %s: no token in the answer", s.Addr)
 		}
 		return &st, nil
 	case http.StatusConflict:
@@ -651,7 +657,7 @@ func (p *Pool) claimCall(ctx context.Context, method, addr string, body []byte) 
 	case http.StatusServiceUnavailable:
 		return nil, errNotReady
 	default:
-		return nil, fmt.Errorf("claim %s: %d %s", addr, resp.StatusCode, st.Error)
+		return nil, fmt.Errorf("claim %s: %d %s", s.Addr, resp.StatusCode, st.Error)
 	}
 }
 
