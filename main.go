@@ -17,7 +17,7 @@ import (
 
 	"github.com/pixelstream/nomad-driver-pixelstream/driver"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/session"
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signallingcmd"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/turn"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway"
 	"github.com/pixelstream/nomad-driver-pixelstream/version"
@@ -29,7 +29,7 @@ func main() {
 		case "session":
 			os.Exit(session.Main(os.Args[2:]))
 		case "signalling":
-			os.Exit(signalling.Main(os.Args[2:]))
+			os.Exit(signallingcmd.Main(os.Args[2:]))
 		case "turn":
 			os.Exit(turn.Main(os.Args[2:]))
 		case "gateway":

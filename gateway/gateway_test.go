@@ -24,6 +24,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/config"
@@ -33,18 +34,15 @@ const secret = "unit-gateway-secret-0123456789"
 
 // session is a pool session: a signalling server with claims and a
 // stand-in streamer identified to it.
-func session(t *testing.T, returnToPool bool) *signalling.Server {
+func session(t *testing.T, returnToPool bool) *playerhttp.Signalling {
 	t.Helper()
 	allocMu.Lock()
 	alloc := fmt.Sprintf("alloc-%d", len(allocOf))
 	allocMu.Unlock()
-	s, err := signalling.New(signalling.Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
-		Claim:  signalling.ClaimConfig{Secret: secret, AllocID: alloc, TTL: time.Minute, ReturnToPool: returnToPool},
-		Logger: hclog.NewNullLogger()})
+	s, err := playerhttp.Start(signalling.Config{StreamerListen: "127.0.0.1:0", Logger: hclog.NewNullLogger()},
+		playerhttp.Config{Listen: "127.0.0.1:0", Logger: hclog.NewNullLogger(),
+			Claim: playerhttp.ClaimConfig{Secret: secret, AllocID: alloc, TTL: time.Minute, ReturnToPool: returnToPool}})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
@@ -64,7 +62,7 @@ func session(t *testing.T, returnToPool bool) *signalling.Server {
 			}
 		}
 	}()
-	eventually(t, "the streamer to identify", func() bool { return len(s.Status().Streamers) == 1 })
+	eventually(t, "the streamer to identify", func() bool { return len(s.Router.Status().Streamers) == 1 })
 	allocMu.Lock()
 	allocOf[s] = alloc
 	allocMu.Unlock()
@@ -75,12 +73,12 @@ func session(t *testing.T, returnToPool bool) *signalling.Server {
 // from it), as the fake Nomad lists it.
 var (
 	allocMu sync.Mutex
-	allocOf = map[*signalling.Server]string{}
+	allocOf = map[*playerhttp.Signalling]string{}
 )
 
 // fakeNomad is a FAKE Nomad API listing the given sessions as registrations
 // of running children; blocking queries hold until the client gives up.
-func fakeNomad(t *testing.T, sessions ...*signalling.Server) string {
+func fakeNomad(t *testing.T, sessions ...*playerhttp.Signalling) string {
 	t.Helper()
 	var regs, jobs []map[string]any
 	for i, s := range sessions {
@@ -261,7 +259,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestVisitorsProxiedQueuedAndHandedOver(t *testing.T) {
 	s := session(t, true)
 	base := startGateway(t, fakeNomad(t, s), 1)
-	eventually(t, "the gateway to see the session free", func() bool { return s.ClaimState() == signalling.ClaimFree && free(t, base) == 1 })
+	eventually(t, "the gateway to see the session free", func() bool { return s.Web.ClaimState() == playerhttp.ClaimFree && free(t, base) == 1 })
 
 	// Visitor 1 gets the session: the page and the WebSocket go through
 	// the gateway, under its origin.
@@ -270,11 +268,11 @@ func TestVisitorsProxiedQueuedAndHandedOver(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || strings.Contains(body, "Waiting for a session") {
 		t.Fatalf("visitor 1: HTTP %d, waiting page %v", resp.StatusCode, strings.Contains(body, "Waiting for a session"))
 	}
-	if s.ClaimState() != signalling.ClaimClaimed {
-		t.Fatalf("session state %s after visitor 1 arrived, want claimed", s.ClaimState())
+	if s.Web.ClaimState() != playerhttp.ClaimClaimed {
+		t.Fatalf("session state %s after visitor 1 arrived, want claimed", s.Web.ClaimState())
 	}
 	ws1 := v1.player()
-	eventually(t, "busy", func() bool { return s.ClaimState() == signalling.ClaimBusy })
+	eventually(t, "busy", func() bool { return s.Web.ClaimState() == playerhttp.ClaimBusy })
 
 	// Someone without the binding cookie gets no way in.
 	if _, r, err := websocket.DefaultDialer.Dial(strings.Replace(base, "http", "ws", 1)+"/", nil); err == nil || r == nil || r.StatusCode != http.StatusNotFound {
@@ -335,7 +333,7 @@ func TestVisitorsProxiedQueuedAndHandedOver(t *testing.T) {
 	}
 	ws2 := v2.player()
 	defer ws2.Close()
-	eventually(t, "busy for visitor 2", func() bool { return s.ClaimState() == signalling.ClaimBusy })
+	eventually(t, "busy for visitor 2", func() bool { return s.Web.ClaimState() == playerhttp.ClaimBusy })
 }
 
 func TestQueueFullAndLeavingOnClose(t *testing.T) {
@@ -406,8 +404,8 @@ func TestRedirectRoute(t *testing.T) {
 	if err != nil || loc.Host != s.PlayerAddr().String() || loc.Query().Get("token") == "" {
 		t.Fatalf("redirected to %q, want the session %s with a token", resp.Header.Get("Location"), s.PlayerAddr())
 	}
-	if s.ClaimState() != signalling.ClaimClaimed {
-		t.Fatalf("session %s after the redirect, want claimed", s.ClaimState())
+	if s.Web.ClaimState() != playerhttp.ClaimClaimed {
+		t.Fatalf("session %s after the redirect, want claimed", s.Web.ClaimState())
 	}
 
 	// Without the token the session lets nobody in; with it, the page and
@@ -430,7 +428,7 @@ func TestRedirectRoute(t *testing.T) {
 		t.Fatalf("first message at the session: %v %v", m, err)
 	}
 	_ = ws.WriteJSON(map[string]string{"type": "subscribe", "streamerId": "DefaultStreamer"})
-	eventually(t, "busy", func() bool { return s.ClaimState() == signalling.ClaimBusy })
+	eventually(t, "busy", func() bool { return s.Web.ClaimState() == playerhttp.ClaimBusy })
 
 	// A second visitor is not sent to the same session: it waits.
 	if _, body := newVisitor(t, base).navigate(); !strings.Contains(body, "Waiting for a session") {

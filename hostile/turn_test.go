@@ -27,6 +27,7 @@ import (
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 	pturn "github.com/pixelstream/nomad-driver-pixelstream/driver/turn"
 )
@@ -625,11 +626,8 @@ func startTURNSession(tb testing.TB) *turnSession {
 		StreamerLeft:        ts.Revoke,
 		PlayerLeft:          ts.Revoke,
 	}
-	sig, err := signalling.New(signalling.Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
-		Hooks: hooks, Registry: reg, Logger: log})
-	if err == nil {
-		err = sig.Start()
-	}
+	sig, err := playerhttp.Start(signalling.Config{StreamerListen: "127.0.0.1:0", Hooks: hooks, Registry: reg, Logger: log},
+		playerhttp.Config{Listen: "127.0.0.1:0", Logger: log})
 	if err != nil {
 		tb.Fatalf("signalling: %v", err)
 	}

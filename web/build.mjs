@@ -1,4 +1,4 @@
-// Bundles the player page into driver/signalling/webroot/dist, where the Go
+// Bundles the player page into driver/playerhttp/webroot/dist, where the Go
 // build embeds it (go:embed). Run: npm --prefix web ci && npm --prefix web run build
 import { build } from 'esbuild';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, '..', 'driver', 'signalling', 'webroot', 'dist');
+const out = join(here, '..', 'driver', 'playerhttp', 'webroot', 'dist');
 
 await rm(out, { recursive: true, force: true });
 await mkdir(out, { recursive: true });

@@ -35,6 +35,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -65,14 +66,12 @@ func run() error {
 	// The session: a real signalling server in a gateway's pool, with a
 	// stand-in streamer that answers nothing (the round trip measured is
 	// the player's listStreamers, answered by the server itself).
-	sig, err := signalling.New(signalling.Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
-		Claim:  signalling.ClaimConfig{Secret: secret, TTL: time.Hour},
+	sig, err := playerhttp.Start(signalling.Config{StreamerListen: "127.0.0.1:0",
 		Logger: hclog.NewNullLogger(),
-		Limits: signalling.Limits{MessagesPerSecond: 1e6, Burst: 1e6}})
+		Limits: signalling.Limits{MessagesPerSecond: 1e6, Burst: 1e6}},
+		playerhttp.Config{Listen: "127.0.0.1:0", Claim: playerhttp.ClaimConfig{Secret: secret, AllocID: allocID, TTL: time.Hour},
+			Logger: hclog.NewNullLogger()})
 	if err != nil {
-		return err
-	}
-	if err := sig.Start(); err != nil {
 		return err
 	}
 	defer func() { _ = sig.Shutdown(context.Background()) }()

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/rtp"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -25,7 +26,7 @@ import (
 // pre-encoded clip: one session without Nomad, as the generator sees it
 // when pointed at a session's URL.
 type session struct {
-	sig *signalling.Server
+	sig *playerhttp.Signalling
 	url string
 }
 
@@ -69,8 +70,7 @@ func startSession(t *testing.T) *session {
 	t.Helper()
 	streamer, clip := prepare(t)
 	identified := make(chan struct{}, 1)
-	sig, err := signalling.New(signalling.Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
-		PlayerToken: testToken, Logger: hclog.NewNullLogger(),
+	sig, err := playerhttp.Start(signalling.Config{StreamerListen: "127.0.0.1:0", Logger: hclog.NewNullLogger(),
 		Hooks: signalling.Hooks{Event: func(e signalling.Event) {
 			if e.Kind == signalling.StreamerIdentified {
 				select {
@@ -78,11 +78,8 @@ func startSession(t *testing.T) *session {
 				default:
 				}
 			}
-		}}})
+		}}}, playerhttp.Config{Listen: "127.0.0.1:0", PlayerToken: testToken, Logger: hclog.NewNullLogger()})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sig.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sig.Shutdown(context.Background()) })
@@ -126,7 +123,7 @@ func TestVisitorsAgainstSession(t *testing.T) {
 	}
 	var rep struct {
 		Visitors, OK, Failed int
-		FirstFrameMS         struct{ P50, P95, P99 float64 } `json:"first_frame_ms"`
+		FirstFrameMS         struct{ P50, P95, P99 float64 }  `json:"first_frame_ms"`
 		AtMS                 map[string]struct{ P50 float64 } `json:"at_ms"`
 		FPS                  struct{ P50 float64 }
 		Candidates           map[string]int
@@ -158,7 +155,7 @@ func TestVisitorsAgainstSession(t *testing.T) {
 		t.Fatalf("candidate types %v: want host for all three on loopback", rep.Candidates)
 	}
 	// The session saw them as players and saw them leave.
-	if n := len(s.sig.Status().Players); n != 0 {
+	if n := len(s.sig.Router.Status().Players); n != 0 {
 		t.Fatalf("%d players still connected after the visitors left", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -110,17 +111,17 @@ func (l *lifecycle) streamerIdentified() {
 // claim's own timeout frees it) keep the idle countdown stopped, busy starts
 // the session's own lifecycle. It may run on any goroutine: timers are safe to
 // stop and reset concurrently, and the fields are under l.mu.
-func (l *lifecycle) claimChanged(st signalling.ClaimState, now time.Time) {
+func (l *lifecycle) claimChanged(st playerhttp.ClaimState, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch st {
-	case signalling.ClaimFree:
+	case playerhttp.ClaimFree:
 		l.pooled = true
 		if l.idle != nil {
 			l.idle.Stop()
 			l.idleDeadline = time.Time{}
 		}
-	case signalling.ClaimBusy:
+	case playerhttp.ClaimBusy:
 		// The visitor's player came: from now on the session's own rules
 		// apply (while claimed, the claim's timeout governs instead).
 		l.pooled = false
@@ -214,21 +215,21 @@ func (s *supervisor) onLifecycleEvent(e signalling.Event) {
 // claimConfig makes the signalling server a gateway pool session when the
 // task has a gateway block. It runs when signalling starts, before the app
 // (and so before appStarted arms the idle timer).
-func (s *supervisor) claimConfig() signalling.ClaimConfig {
+func (s *supervisor) claimConfig() playerhttp.ClaimConfig {
 	g := s.cfg.Task.Gateway
 	if g.Secret == "" {
-		return signalling.ClaimConfig{}
+		return playerhttp.ClaimConfig{}
 	}
 	s.lc.mu.Lock()
 	s.lc.pooled = true
 	s.lc.mu.Unlock()
-	return signalling.ClaimConfig{Secret: g.Secret, AllocID: s.cfg.AllocID, TTL: g.ClaimTTL(), ReturnToPool: g.ReturnToPool, OnChange: s.onClaim}
+	return playerhttp.ClaimConfig{Secret: g.Secret, AllocID: s.cfg.AllocID, TTL: g.ClaimTTL(), ReturnToPool: g.ReturnToPool, OnChange: s.onClaim}
 }
 
 // onClaim keeps the lifecycle in step with the claim and reports it as a
 // task event that names the visitor and the subject the gateway
 // authenticated (never a token).
-func (s *supervisor) onClaim(e signalling.ClaimEvent) {
+func (s *supervisor) onClaim(e playerhttp.ClaimEvent) {
 	s.lc.claimChanged(e.State, time.Now())
 	details := map[string]string{"state": string(e.State)}
 	if e.Visitor != "" {
@@ -239,12 +240,12 @@ func (s *supervisor) onClaim(e signalling.ClaimEvent) {
 	}
 	var msg string
 	switch e.State {
-	case signalling.ClaimClaimed:
+	case playerhttp.ClaimClaimed:
 		msg = "Claimed by the gateway for visitor " + orDash(e.Visitor)
 		if e.Subject != "" {
 			msg += " (subject " + e.Subject + ")"
 		}
-	case signalling.ClaimBusy:
+	case playerhttp.ClaimBusy:
 		msg = "Visitor " + orDash(e.Visitor) + " is streaming"
 	default:
 		msg = "Back in the gateway's pool"

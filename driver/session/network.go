@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/turn"
 )
 
@@ -118,7 +118,7 @@ func (s *supervisor) playerTLS() (*tls.Config, error) {
 	if tc.CertFile == "" {
 		return nil, nil
 	}
-	r, err := signalling.NewCertReloader(s.taskPath(tc.CertFile), s.taskPath(tc.KeyFile), s.logger.Named("tls"))
+	r, err := playerhttp.NewCertReloader(s.taskPath(tc.CertFile), s.taskPath(tc.KeyFile), s.logger.Named("tls"))
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 )
 
 // TestPoolSessionIdleCountdown: an unclaimed pool session does not count
@@ -28,13 +28,13 @@ func TestPoolSessionIdleCountdown(t *testing.T) {
 	}{
 		{"free after start", func() {}, false},
 		{"no player, still free", func() { l.playersChanged(0, time.Now()) }, false},
-		{"claimed: the claim's timeout governs", func() { l.claimChanged(signalling.ClaimClaimed, time.Now()) }, false},
+		{"claimed: the claim's timeout governs", func() { l.claimChanged(playerhttp.ClaimClaimed, time.Now()) }, false},
 		{"busy: the visitor's player", func() {
 			l.playersChanged(1, time.Now())
-			l.claimChanged(signalling.ClaimBusy, time.Now())
+			l.claimChanged(playerhttp.ClaimBusy, time.Now())
 		}, false},
 		{"the visitor left", func() { l.playersChanged(0, time.Now()) }, true},
-		{"returned to the pool", func() { l.claimChanged(signalling.ClaimFree, time.Now()) }, false},
+		{"returned to the pool", func() { l.claimChanged(playerhttp.ClaimFree, time.Now()) }, false},
 	}
 	for _, s := range steps {
 		s.do()

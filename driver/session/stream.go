@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/turn"
 )
@@ -20,12 +21,12 @@ const (
 	EventStreamerDisconnected = "streamer_disconnected"
 )
 
-// stream is the session's signalling server and, when the job asks for one,
-// its TURN server, wired together: players get per-player TURN credentials
-// in their config message, and TURN relays only to what the streamer
-// advertised to that player.
+// stream is the session's signalling router, its player port and, when the
+// job asks for one, its TURN server, wired together: players get per-player
+// TURN credentials in their config message, and TURN relays only to what
+// the streamer advertised to that player.
 type stream struct {
-	signalling *signalling.Server
+	signalling *playerhttp.Signalling
 	turn       *turn.Server
 }
 
@@ -75,7 +76,7 @@ func (s *supervisor) startStream() error {
 		hooks.PlayerLeft = t.Revoke // every player connection, subscribed or not
 	}
 	hooks.Event = func(e signalling.Event) { s.onStreamEvent(st, e) }
-	hooks.StatusExtra = s.lc.timeLeft
+	statusExtra := s.lc.timeLeft
 	playerTLS, err := s.playerTLS()
 	if err != nil {
 		if st.turn != nil {
@@ -86,7 +87,7 @@ func (s *supervisor) startStream() error {
 	if s.cfg.PlayerPublic != "" {
 		// /api/status says where players reach the session, not where it binds.
 		pub := s.publicEndpoints("")
-		hooks.StatusExtra = func() map[string]any {
+		statusExtra = func() map[string]any {
 			m := s.lc.timeLeft()
 			m["endpoints"] = pub
 			return m
@@ -99,24 +100,24 @@ func (s *supervisor) startStream() error {
 	if playerListen == "" {
 		playerListen = "127.0.0.1:0"
 	}
-	sig, err := signalling.New(signalling.Config{
-		PlayerListen:   playerListen,
+	sig, err := playerhttp.Start(signalling.Config{
 		StreamerListen: "127.0.0.1:0",
 		MaxPlayers:     task.MaxPlayers,
+		Limits:         signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
+		Hooks:          hooks,
+		Registry:       registry,
+		Logger:         s.logger.Named("signalling"),
+	}, playerhttp.Config{
+		Listen:         playerListen,
 		PlayerToken:    task.Auth.Token,
 		HTTPRoot:       s.optionalTaskPath(task.HTTPRoot),
 		AllowedOrigins: task.AllowedOrigins,
 		SessionID:      s.cfg.SessionID(),
-		Limits:         signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
-		PlayerTLS:      playerTLS,
-		Hooks:          hooks,
-		Registry:       registry,
-		Logger:         s.logger.Named("signalling"),
+		TLS:            playerTLS,
 		Claim:          s.claimConfig(), // lifecycle.go: a gateway pool session
+		StatusExtra:    statusExtra,
+		Logger:         s.logger.Named("signalling"),
 	})
-	if err == nil {
-		err = sig.Start()
-	}
 	if err != nil {
 		if st.turn != nil {
 			_ = st.turn.Close()

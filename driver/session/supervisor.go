@@ -264,7 +264,7 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 
 		case <-timerC(s.lc.warn):
 			text := fmt.Sprintf("This session ends in %s (maximum session duration).", s.lc.d.Warning)
-			n := s.stream.signalling.WarnPlayers(text, int(s.lc.d.Warning.Seconds()))
+			n := s.stream.signalling.Router.WarnPlayers(text, int(s.lc.d.Warning.Seconds()))
 			s.store.emit(EventMaxWarning, fmt.Sprintf("Warned %s: session ends in %s", plural(n, "player", "players"), s.lc.d.Warning), nil)
 
 		case <-timerC(s.lc.max):

@@ -1,12 +1,10 @@
 package signalling
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,44 +17,20 @@ const ProtocolVersion = "1.3.0"
 // Config configures a signalling server. The zero value of every optional field
 // means its default.
 type Config struct {
-	// PlayerListen is the "host:port" of the player HTTP and WebSocket endpoint.
-	// Port 0 picks a free port.
-	PlayerListen string
 	// StreamerListen is the "host:port" the Unreal streamer connects to.
 	StreamerListen string
 	// SFUListen is the "host:port" of the SFU endpoint; "" disables it.
 	SFUListen string
 	// MaxPlayers caps the players subscribed to one streamer; 0 = unlimited.
 	MaxPlayers int
-	// PlayerToken, when set, is required from players on the page and the WebSocket.
-	PlayerToken string
 	// PeerConnectionOptions is the static peerConnectionOptions object sent in
 	// config messages; nil means {}.
 	PeerConnectionOptions json.RawMessage
-	// HTTPRoot, when set, is a directory served at / instead of the embedded
-	// page: only regular files inside it (symlinks resolved within it), no
-	// dotfiles, no directory listings.
-	HTTPRoot string
-	// PlayerTLS, when set, makes the player endpoint HTTPS/WSS only
-	// (CertReloader.TLSConfig: certificates reload when their files change).
-	PlayerTLS *tls.Config
-	// AllowedOrigins lists the origins ("https://app.example.com") whose pages
-	// may open a player WebSocket besides the page's own origin (same host);
-	// "*" allows every origin. Requests without an Origin header (streamers,
-	// CLI tools) are not browsers acting for someone and are always allowed.
-	AllowedOrigins []string
-	// SessionID tells this server's token cookie apart from those of other
-	// sessions on the same host (browsers send cookies to every port of a
-	// host). "" means the bound player port.
-	SessionID string
 	// Limits bounds what one connection may do; the zero value means defaults.
 	Limits Limits
 	// Hooks lets the embedding session observe and extend the server.
 	Hooks Hooks
-	// Claim makes the session part of a gateway's pool (claim.go).
-	Claim ClaimConfig
-	// Registry receives the server's metrics and is what /metrics serves; nil
-	// means a private registry.
+	// Registry receives the server's metrics; nil means a private registry.
 	Registry *prometheus.Registry
 	// Logger receives the server's logs; nil means a default hclog logger.
 	Logger hclog.Logger
@@ -149,9 +123,6 @@ type Hooks struct {
 	StreamerCandidate func(playerID, candidate string)
 	// Event reports streamers and players coming and going.
 	Event func(Event)
-	// StatusExtra adds fields to /api/status (the session's time left, say).
-	StatusExtra func() map[string]any
-
 	// StreamerPeerOptions returns the peerConnectionOptions for a streamer
 	// connection's config message (its own TURN credentials, so it gathers
 	// relay candidates as Epic's stack lets it); key names the connection,
@@ -317,7 +288,6 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s %q is not host:port: %w", name, addr, err))
 		}
 	}
-	checkAddr("PlayerListen", c.PlayerListen, true)
 	checkAddr("StreamerListen", c.StreamerListen, true)
 	checkAddr("SFUListen", c.SFUListen, false)
 	if c.MaxPlayers < 0 {
@@ -328,23 +298,6 @@ func (c *Config) validate() error {
 		if err := json.Unmarshal(c.PeerConnectionOptions, &obj); err != nil || obj == nil {
 			errs = append(errs, fmt.Errorf("PeerConnectionOptions must be a JSON object (e.g. {\"iceServers\":[]}): %v", err))
 		}
-	}
-	if c.HTTPRoot != "" {
-		fi, err := os.Stat(c.HTTPRoot)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("HTTPRoot: %w", err))
-		case !fi.IsDir():
-			errs = append(errs, fmt.Errorf("HTTPRoot %q is not a directory", c.HTTPRoot))
-		}
-	}
-	for i, o := range c.AllowedOrigins {
-		if _, err := parseOrigin(o); err != nil {
-			errs = append(errs, fmt.Errorf("AllowedOrigins[%d]: %w", i, err))
-		}
-	}
-	if c.SessionID != "" && !cookieSafe(c.SessionID) {
-		errs = append(errs, fmt.Errorf("SessionID %q: use letters, digits, '-' and '_' only (it names a cookie)", c.SessionID))
 	}
 	if err := c.Limits.validate(); err != nil {
 		errs = append(errs, err)

@@ -1,12 +1,12 @@
-// Package signalling is a Pixel Streaming signalling server compatible with
+// Package signalling is a Pixel Streaming signalling router compatible with
 // Unreal Engine's Pixel Streaming plugin (the streamer), Epic's browser
 // frontend (the player) and Epic's SFU, protocol version 1.3.0.
 //
-// One player port serves the player page (Epic's frontend, embedded from
-// webroot/dist after `npm --prefix web ci && npm --prefix web run build`),
-// the player WebSocket, /healthz, /readyz, /metrics and a read-only REST API
-// shaped like Epic's. The streamer endpoint is meant for loopback; the SFU
-// endpoint is optional.
+// The router binds the streamer endpoint (meant for loopback) and an
+// optional SFU endpoint, and takes player WebSockets from whatever serves
+// the player port (Server.AcceptPlayer): in a session that is
+// driver/playerhttp, which adds the page, auth, TLS, claims, metrics and the
+// REST API.
 //
 // Messages are routed by their type and forwarded with their members' bytes
 // untouched, apart from the playerId the server adds towards streamers and

@@ -36,7 +36,7 @@ const handshake = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection
 
 // dialRaw opens a player connection, sending extra right after the request
 // without waiting for the answer.
-func dialRaw(t *testing.T, s *Server, extra []byte) *rawClient {
+func dialRaw(t *testing.T, s *testServer, extra []byte) *rawClient {
 	t.Helper()
 	nc, err := net.Dial("tcp", s.PlayerAddr().String())
 	if err != nil {

@@ -6,23 +6,33 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // waitFor is how long a test waits for something that should happen at once.
 const waitFor = 5 * time.Second
 
-func startServer(t testing.TB, cfg Config) *Server {
+// testServer is a router with a bare player port: every request is a
+// player WebSocket (the session's player port, with its page, auth and REST
+// API, is driver/playerhttp's and tested there).
+type testServer struct {
+	*Server
+	playerLn net.Listener
+}
+
+func (s *testServer) PlayerAddr() net.Addr { return s.playerLn.Addr() }
+
+func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
-	if cfg.PlayerListen == "" {
-		cfg.PlayerListen = "127.0.0.1:0"
-	}
 	if cfg.StreamerListen == "" {
 		cfg.StreamerListen = "127.0.0.1:0"
 	}
@@ -36,19 +46,29 @@ func startServer(t testing.TB, cfg Config) *Server {
 	if err := s.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
+	ln, err := s.ListenPlayers("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("ListenPlayers: %v", err)
+	}
+	hs := NewHTTPServer(s.Limits(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !IsUpgrade(r) {
+			writeText(w, http.StatusUpgradeRequired, "player WebSocket only\n")
+			return
+		}
+		s.AcceptPlayer(w, r)
+	}), cfg.Logger)
+	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
+		_ = hs.Shutdown(ctx)
 		_ = s.Shutdown(ctx)
 	})
-	return s
+	return &testServer{Server: s, playerLn: ln}
 }
 
-func playerURL(s *Server) string   { return "ws://" + s.PlayerAddr().String() + "/" }
-func streamerURL(s *Server) string { return "ws://" + s.StreamerAddr().String() + "/" }
-func httpURL(s *Server, path string) string {
-	return "http://" + s.PlayerAddr().String() + path
-}
+func playerURL(s *testServer) string   { return "ws://" + s.PlayerAddr().String() + "/" }
+func streamerURL(s *testServer) string { return "ws://" + s.StreamerAddr().String() + "/" }
 
 // peer is a test WebSocket client: a stand-in for Unreal, a browser or an SFU.
 type peer struct {
@@ -151,7 +171,7 @@ const (
 
 // newStreamer connects a stand-in for Unreal's Pixel Streaming plugin and
 // identifies it as id; it returns the committed id's peer.
-func newStreamer(t testing.TB, s *Server, id string) *peer {
+func newStreamer(t testing.TB, s *testServer, id string) *peer {
 	t.Helper()
 	st := dial(t, "streamer "+id, streamerURL(s), nil)
 	st.expect(wantIdentify)
@@ -162,7 +182,7 @@ func newStreamer(t testing.TB, s *Server, id string) *peer {
 }
 
 // newPlayer connects a stand-in for Epic's frontend and reads its config.
-func newPlayer(t testing.TB, s *Server, name string) *peer {
+func newPlayer(t testing.TB, s *testServer, name string) *peer {
 	t.Helper()
 	p := dial(t, name, playerURL(s), nil)
 	p.expect(wantConfig)
@@ -227,20 +247,10 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-func httpGet(t testing.TB, url string, header http.Header) (*http.Response, string) {
+// metricsText is what /metrics serves for s.
+func metricsText(t testing.TB, s *testServer) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(s.Registry(), promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
 }

@@ -246,13 +246,37 @@ func TestStreamerSendBudget(t *testing.T) {
 }
 
 func TestBudgetValidation(t *testing.T) {
-	_, err := New(Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0",
+	_, err := New(Config{StreamerListen: "127.0.0.1:0",
 		Limits: Limits{SendQueueBytes: 1000, MaxPendingBytes: -1}})
 	if err == nil || !strings.Contains(err.Error(), "limits.MaxPendingBytes must not be negative") {
 		t.Fatalf("negative MaxPendingBytes: %v", err)
 	}
-	_, err = New(Config{PlayerListen: "127.0.0.1:0", StreamerListen: "127.0.0.1:0", Limits: Limits{SendQueueBytes: 1000}})
+	_, err = New(Config{StreamerListen: "127.0.0.1:0", Limits: Limits{SendQueueBytes: 1000}})
 	if err == nil || !strings.Contains(err.Error(), "limits.SendQueueBytes (1000) must be at least MaxMessageBytes (65536)") {
 		t.Fatalf("SendQueueBytes below a message: %v", err)
+	}
+}
+
+// TestConfigValidation: bad configs are refused with the field named.
+func TestConfigValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no streamer address", Config{}, "StreamerListen is required"},
+		{"bad streamer address", Config{StreamerListen: "localhost"}, "StreamerListen \"localhost\" is not host:port"},
+		{"negative max players", Config{StreamerListen: ":0", MaxPlayers: -1}, "MaxPlayers must be 0 (unlimited) or positive"},
+		{"peer options not an object", Config{StreamerListen: ":0", PeerConnectionOptions: json.RawMessage(`[1]`)}, "PeerConnectionOptions must be a JSON object"},
+		{"negative limit", Config{StreamerListen: ":0", Limits: Limits{MaxConnections: -1}}, "limits.MaxConnections must not be negative"},
+		{"negative per-address cap", Config{StreamerListen: ":0", Limits: Limits{MaxConnectionsPerAddress: -1}}, "limits.MaxConnectionsPerAddress must not be negative"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }

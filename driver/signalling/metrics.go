@@ -135,3 +135,9 @@ func (m *metrics) reject(r role, reason string) {
 func (m *metrics) connected(r role, delta float64) { m.conns[r].Add(delta) }
 
 func (m *metrics) panicked(where string) { m.panics.WithLabelValues(where).Inc() }
+
+// Reasons the player port's server counts with CountRejectedPlayer.
+const (
+	ReasonUnauthorized = reasonUnauthorized // no valid player or claim token
+	ReasonBadOrigin    = reasonBadOrigin    // a WebSocket from another site's page
+)

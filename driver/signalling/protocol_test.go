@@ -3,7 +3,6 @@ package signalling
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -15,8 +14,8 @@ import (
 // readiness following identified streamers.
 func TestStreamerIdentification(t *testing.T) {
 	s := startServer(t, Config{})
-	if resp, _ := httpGet(t, httpURL(s, "/readyz"), nil); resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz with no streamer: %d, want 503", resp.StatusCode)
+	if s.Ready() {
+		t.Fatal("Ready with no streamer")
 	}
 	unidentified := dial(t, "unidentified", streamerURL(s), nil)
 	unidentified.expect(wantIdentify)
@@ -26,8 +25,8 @@ func TestStreamerIdentification(t *testing.T) {
 	player.expect(`{"type":"streamerList","ids":[]}`)
 
 	newStreamer(t, s, "DefaultStreamer")
-	if resp, _ := httpGet(t, httpURL(s, "/readyz"), nil); resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz with a streamer: %d, want 200", resp.StatusCode)
+	if !s.Ready() {
+		t.Fatal("not Ready with a streamer")
 	}
 	// The same id again is committed with a suffix.
 	unidentified.send(`{"type":"endpointId","id":"DefaultStreamer"}`)
@@ -210,10 +209,7 @@ func TestStreamerLeaves(t *testing.T) {
 	if kinds[0] != PlayerDisconnected || kinds[1] != PlayerDisconnected || kinds[2] != StreamerDisconnected {
 		t.Fatalf("events after the streamer left: %v", kinds)
 	}
-	eventually(t, "readyz to report no streamer", func() bool {
-		resp, _ := httpGet(t, httpURL(s, "/readyz"), nil)
-		return resp.StatusCode == http.StatusServiceUnavailable
-	})
+	eventually(t, "Ready to report no streamer", func() bool { return !s.Ready() })
 }
 
 // TestLegacyPlayerSendsFirst: a player that sends a streamer-bound message

@@ -2,13 +2,11 @@ package signalling
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,17 +16,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Server is a Pixel Streaming signalling server: a player endpoint (page,
-// WebSocket, health, metrics and REST API on one port), a streamer endpoint
-// and optionally an SFU endpoint.
+// Server is a Pixel Streaming signalling router: it binds the streamer
+// endpoint and optionally an SFU endpoint, and takes players from whatever
+// serves the player port (AcceptPlayer; the session's is driver/playerhttp).
 type Server struct {
 	cfg     Config
 	limits  Limits
 	log     hclog.Logger
 	metrics *metrics
-	hooks   Hooks
+	hooks   Hooks // the one copy read after New (cfg.Hooks is not)
 	static  json.RawMessage
-	page    http.Handler
 	started time.Time
 
 	mu           sync.RWMutex
@@ -45,7 +42,6 @@ type Server struct {
 	wg        sync.WaitGroup // one per live WebSocket reader
 	listeners []net.Listener
 	servers   []*http.Server
-	playerLn  net.Listener
 	streamLn  net.Listener
 	sfuLn     net.Listener
 	stopSweep chan struct{}
@@ -55,11 +51,6 @@ type Server struct {
 	panics    sync.Map     // panics already logged with their stack, by place and value
 
 	lnMetrics *listenerMetrics
-	root      *os.Root        // http_root, opened once; nil for the embedded page
-	cookieID  string          // ends the token cookie's name (auth.go)
-	anyOrigin bool            // AllowedOrigins holds "*"
-	origins   map[string]bool // AllowedOrigins, normalised
-	claims    *claims         // nil unless the session is in a gateway's pool (claim.go)
 }
 
 // New validates cfg and returns a server that Start will bind.
@@ -99,29 +90,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("signalling metrics: %w", err)
 	}
 	s.metrics = m
-	if s.claims, err = newClaims(s, cfg.Claim); err != nil {
-		return nil, err
-	}
-	s.cfg.Claim.Secret = "" // the claim key is derived; the secret is not kept
 	if s.lnMetrics, err = newListenerMetrics(reg); err != nil {
 		return nil, fmt.Errorf("signalling metrics: %w", err)
 	}
-	s.origins = make(map[string]bool, len(cfg.AllowedOrigins))
-	for _, o := range cfg.AllowedOrigins {
-		o, _ = parseOrigin(o) // validated above
-		s.anyOrigin = s.anyOrigin || o == anyOrigin
-		s.origins[o] = true
-	}
-	page, err := s.pageHandler()
-	if err != nil {
-		return nil, err
-	}
-	s.page = page
 	return s, nil
 }
 
-// Start binds every endpoint and serves them in the background. It returns
-// once all listeners are bound.
+// Start binds the streamer (and SFU) endpoints and serves them in the
+// background. It returns once all listeners are bound.
 func (s *Server) Start() error {
 	bind := func(name, addr string, caps connCaps) (net.Listener, error) {
 		ln, err := s.listen(name, addr, caps)
@@ -135,19 +111,10 @@ func (s *Server) Start() error {
 		return ln, nil
 	}
 	var err error
-	// Players share the player port's budget; the streamer and SFU ports
-	// (loopback in a session) each have their own, so no number of players
-	// can keep the streamer out.
-	players := connCaps{perAddress: s.limits.MaxConnectionsPerAddress, total: s.limits.MaxPlayerConnections}
+	// The streamer and SFU ports (loopback in a session) each have a budget
+	// of their own, apart from the player port's (ListenPlayers), so no
+	// number of players can keep the streamer out.
 	streamers := connCaps{total: s.limits.MaxStreamerConnections}
-	if s.playerLn, err = bind("player", s.cfg.PlayerListen, players); err != nil {
-		return err
-	}
-	if s.cfg.PlayerTLS != nil {
-		// HTTPS/WSS only: a plain HTTP request fails the handshake (Go's
-		// server answers it with a 400 that says so).
-		s.playerLn = tls.NewListener(s.playerLn, s.cfg.PlayerTLS)
-	}
 	if s.streamLn, err = bind("streamer", s.cfg.StreamerListen, streamers); err != nil {
 		return err
 	}
@@ -156,18 +123,12 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
-	s.cookieID = s.cfg.SessionID
-	if s.cookieID == "" {
-		_, port, _ := net.SplitHostPort(s.playerLn.Addr().String())
-		s.cookieID = port
-	}
 	s.started = time.Now()
 	if forceGoroutinePoll {
 		s.poll = goroutinePoll{}
 	} else {
 		s.poll = newPoll()
 	}
-	s.serve(s.playerLn, s.playerMux())
 	s.serve(s.streamLn, s.wsOnly(roleStreamer))
 	if s.sfuLn != nil {
 		s.serve(s.sfuLn, s.wsOnly(roleSFU))
@@ -175,8 +136,7 @@ func (s *Server) Start() error {
 	s.stopSweep = make(chan struct{})
 	s.sweepDone = make(chan struct{})
 	go s.keepalive()
-	s.log.Info("signalling server listening", "player", s.playerLn.Addr().String(),
-		"streamer", s.streamLn.Addr().String(), "sfu", addrString(s.sfuLn))
+	s.log.Info("signalling server listening", "streamer", s.streamLn.Addr().String(), "sfu", addrString(s.sfuLn))
 	return nil
 }
 
@@ -192,20 +152,38 @@ func (s *Server) listen(name, addr string, caps connCaps) (net.Listener, error) 
 	return newCapListener(ln, name, caps, s.lnMetrics, s.log), nil
 }
 
-// serve runs an HTTP server on ln. Every phase of a request has a deadline
-// and idle keep-alive connections are closed, so connections cannot be
-// parked on the server; a WebSocket upgrade clears these deadlines when it
-// takes the connection over (http.go) and the WebSocket code sets its own.
-func (s *Server) serve(ln net.Listener, h http.Handler) {
-	hs := &http.Server{
-		Handler:           s.limitURL(h),
-		ReadHeaderTimeout: s.limits.HTTPReadHeaderTimeout,
-		ReadTimeout:       s.limits.HTTPReadTimeout,
-		WriteTimeout:      s.limits.HTTPWriteTimeout,
-		IdleTimeout:       s.limits.HTTPIdleTimeout,
-		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+// ListenPlayers binds the player port with the players' connection caps
+// (MaxConnectionsPerAddress, MaxPlayerConnections), counted in this
+// server's listener metrics. The player port's server owns the listener.
+func (s *Server) ListenPlayers(addr string) (net.Listener, error) {
+	return s.listen("player", addr, connCaps{perAddress: s.limits.MaxConnectionsPerAddress, total: s.limits.MaxPlayerConnections})
+}
+
+// Limits returns the limits in force, defaults filled in: the player port's
+// server takes its HTTP timeouts and header caps from them.
+func (s *Server) Limits() Limits { return s.limits }
+
+// NewHTTPServer returns an HTTP server for one of the session's ports. Every
+// phase of a request has a deadline and idle keep-alive connections are
+// closed, so connections cannot be parked on the server; a WebSocket upgrade
+// clears these deadlines when it takes the connection over (TakeOver) and
+// the WebSocket code sets its own.
+func NewHTTPServer(l Limits, h http.Handler, log hclog.Logger) *http.Server {
+	l = l.withDefaults()
+	return &http.Server{
+		Handler:           limitURL(l, h),
+		ReadHeaderTimeout: l.HTTPReadHeaderTimeout,
+		ReadTimeout:       l.HTTPReadTimeout,
+		WriteTimeout:      l.HTTPWriteTimeout,
+		IdleTimeout:       l.HTTPIdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+}
+
+// serve runs an HTTP server (NewHTTPServer) on ln.
+func (s *Server) serve(ln net.Listener, h http.Handler) {
+	hs := NewHTTPServer(s.limits, h, s.log)
 	s.servers = append(s.servers, hs)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -220,9 +198,6 @@ func addrString(ln net.Listener) string {
 	}
 	return ln.Addr().String()
 }
-
-// PlayerAddr is the bound player endpoint (page and WebSocket).
-func (s *Server) PlayerAddr() net.Addr { return s.playerLn.Addr() }
 
 // StreamerAddr is the bound streamer endpoint.
 func (s *Server) StreamerAddr() net.Addr { return s.streamLn.Addr() }
@@ -284,18 +259,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.poll != nil {
 		s.poll.stop()
 	}
-	if s.root != nil {
-		_ = s.root.Close()
-	}
 	return errors.Join(errs...)
+}
+
+// AcceptPlayer takes a player WebSocket upgrade request over: the player
+// port's server calls it once the request passed its checks (token, origin).
+func (s *Server) AcceptPlayer(w http.ResponseWriter, r *http.Request) {
+	TakeOver(w)
+	s.accept(w, r, rolePlayer)
 }
 
 // accept upgrades an HTTP request to a WebSocket peer of the given role and
 // runs its reader until it goes away.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
-	// Players come from the page on this port or from any page a user points
-	// at it (Epic's server accepts every origin too): access is governed by
-	// the token, not by Origin.
 	nc, early, err := upgrade(w, r)
 	if err != nil {
 		s.metrics.reject(rl, reasonBadUpgrade)
@@ -464,3 +440,7 @@ func (s *Server) keepalive() {
 		}
 	}
 }
+
+// Registry is the registry holding the router's metrics (Config.Registry,
+// or the private one New made): what the session's /metrics serves.
+func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }

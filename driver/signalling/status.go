@@ -1,12 +1,9 @@
 package signalling
 
 import (
-	"net/http"
 	"sort"
 	"strconv"
 	"time"
-
-	"github.com/pixelstream/nomad-driver-pixelstream/version"
 )
 
 // Status is a snapshot of the server for the session supervisor.
@@ -20,6 +17,7 @@ type Status struct {
 type StreamerStatus struct {
 	ID      string
 	SFU     bool
+	Remote  string   // the connection's remote address
 	Players []string // subscribed player ids
 }
 
@@ -28,6 +26,7 @@ type PlayerStatus struct {
 	ID         string
 	StreamerID string // "" while not subscribed
 	SFU        bool
+	Remote     string // the connection's remote address
 }
 
 // WarnPlayers sends every connected player a sessionWarning message (see
@@ -52,7 +51,7 @@ func (s *Server) Status() Status {
 	defer s.mu.RUnlock()
 	st := Status{Uptime: time.Since(s.started)}
 	for _, c := range s.order {
-		ss := StreamerStatus{ID: c.streamerID, SFU: c.role == roleSFU, Players: make([]string, 0, len(c.subscribers))}
+		ss := StreamerStatus{ID: c.streamerID, SFU: c.role == roleSFU, Remote: c.remote, Players: make([]string, 0, len(c.subscribers))}
 		for p := range c.subscribers {
 			ss.Players = append(ss.Players, p.playerID)
 		}
@@ -60,7 +59,7 @@ func (s *Server) Status() Status {
 		st.Streamers = append(st.Streamers, ss)
 	}
 	for id, p := range s.players {
-		ps := PlayerStatus{ID: id, SFU: p.role == roleSFU}
+		ps := PlayerStatus{ID: id, SFU: p.role == roleSFU, Remote: p.remote}
 		if p.sub != nil {
 			ps.StreamerID = p.sub.streamerID
 		}
@@ -82,110 +81,14 @@ func idLess(a, b string) bool {
 
 func sortIDs(ids []string) { sort.Slice(ids, func(i, j int) bool { return idLess(ids[i], ids[j]) }) }
 
-// The REST API mirrors the shapes of Epic's signalling server.
-
-type apiPlayerInfo struct {
-	PlayerID      string `json:"playerId"`
-	Type          string `json:"type"`
-	SubscribedTo  string `json:"subscribedTo,omitempty"`
-	RemoteAddress string `json:"remoteAddress"`
-}
-
-type apiStreamerInfo struct {
-	StreamerID    string          `json:"streamerId"`
-	Type          string          `json:"type"`
-	Streaming     bool            `json:"streaming"`
-	RemoteAddress string          `json:"remoteAddress"`
-	Subscribers   []apiPlayerInfo `json:"subscribers"`
-}
-
-func (s *Server) apiStatus(w http.ResponseWriter, _ *http.Request) {
+// Ready reports whether a streamer has identified (the session's readiness).
+func (s *Server) Ready() bool {
 	s.mu.RLock()
-	streamers, players := len(s.order), len(s.players)
-	s.mu.RUnlock()
-	st := map[string]any{
-		"uptime":         time.Since(s.started).Seconds(),
-		"streamer_count": streamers,
-		"player_count":   players,
-		"version":        version.Version,
-	}
-	if s.cfg.Hooks.StatusExtra != nil {
-		for k, v := range s.cfg.Hooks.StatusExtra() {
-			if _, taken := st[k]; !taken {
-				st[k] = v
-			}
-		}
-	}
-	writeJSON(w, http.StatusOK, st)
+	defer s.mu.RUnlock()
+	return len(s.order) > 0
 }
 
-func (s *Server) apiStreamers(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.listedIDs())
-}
-
-func (s *Server) apiStreamer(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	s.mu.RLock()
-	c := s.streamers[id]
-	var info apiStreamerInfo
-	if c != nil {
-		info = apiStreamerInfo{StreamerID: c.streamerID, Type: typeName(c.role), Streaming: c.listed,
-			RemoteAddress: c.remote, Subscribers: []apiPlayerInfo{}}
-		for p := range c.subscribers {
-			info.Subscribers = append(info.Subscribers, playerInfo(p))
-		}
-	}
-	s.mu.RUnlock()
-	if c == nil {
-		notFound(w, "streamer", id)
-		return
-	}
-	sort.Slice(info.Subscribers, func(i, j int) bool { return idLess(info.Subscribers[i].PlayerID, info.Subscribers[j].PlayerID) })
-	writeJSON(w, http.StatusOK, info)
-}
-
-func (s *Server) apiPlayers(w http.ResponseWriter, _ *http.Request) {
-	s.mu.RLock()
-	ids := make([]string, 0, len(s.players))
-	for id := range s.players {
-		ids = append(ids, id)
-	}
-	s.mu.RUnlock()
-	sortIDs(ids)
-	writeJSON(w, http.StatusOK, ids)
-}
-
-func (s *Server) apiPlayer(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	s.mu.RLock()
-	p := s.players[id]
-	var info apiPlayerInfo
-	if p != nil {
-		info = playerInfo(p)
-	}
-	s.mu.RUnlock()
-	if p == nil {
-		notFound(w, "player", id)
-		return
-	}
-	writeJSON(w, http.StatusOK, info)
-}
-
-// playerInfo describes p; callers hold s.mu.
-func playerInfo(p *conn) apiPlayerInfo {
-	info := apiPlayerInfo{PlayerID: p.playerID, Type: typeName(p.role), RemoteAddress: p.remote}
-	if p.sub != nil {
-		info.SubscribedTo = p.sub.streamerID
-	}
-	return info
-}
-
-func typeName(r role) string {
-	switch r {
-	case roleStreamer:
-		return "Streamer"
-	case roleSFU:
-		return "SFU"
-	}
-	return "Player"
-}
+// CountRejectedPlayer counts a player request the player port refused, in
+// pixelstream_signalling_rejected_total{endpoint="player"}; reason is one of
+// the Reason constants.
+func (s *Server) CountRejectedPlayer(reason string) { s.metrics.reject(rolePlayer, reason) }

@@ -34,8 +34,8 @@ const (
 // control frame carries at most 125 bytes, two of them the code.
 const maxCloseReason = 123
 
-// isUpgrade reports whether r asks for a WebSocket.
-func isUpgrade(r *http.Request) bool {
+// IsUpgrade reports whether r asks for a WebSocket.
+func IsUpgrade(r *http.Request) bool {
 	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
 }
 

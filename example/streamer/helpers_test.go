@@ -21,6 +21,7 @@ import (
 	"github.com/jezek/xgb/xproto"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -95,13 +96,13 @@ type identified struct {
 	ch  chan struct{}
 }
 
-func startSignalling(t *testing.T, streamerListen string, ev *identified) *signalling.Server {
+func startSignalling(t *testing.T, streamerListen string, ev *identified) *playerhttp.Signalling {
 	t.Helper()
 	if streamerListen == "" {
 		streamerListen = "127.0.0.1:0"
 	}
-	cfg := signalling.Config{PlayerListen: "127.0.0.1:0", StreamerListen: streamerListen,
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})}
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})
+	cfg := signalling.Config{StreamerListen: streamerListen, Logger: logger}
 	if ev != nil {
 		cfg.Hooks.Event = func(e signalling.Event) {
 			if e.Kind != signalling.StreamerIdentified {
@@ -116,12 +117,9 @@ func startSignalling(t *testing.T, streamerListen string, ev *identified) *signa
 			}
 		}
 	}
-	s, err := signalling.New(cfg)
+	s, err := playerhttp.Start(cfg, playerhttp.Config{Listen: "127.0.0.1:0", Logger: logger})
 	if err != nil {
-		t.Fatalf("signalling.New: %v", err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("signalling Start: %v", err)
+		t.Fatalf("start signalling: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -14,7 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfwriter"
 
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 )
 
 // player is a Go stand-in for Epic's browser frontend: the player side of
@@ -42,7 +42,7 @@ type player struct {
 	audio        [][]byte
 }
 
-func newPlayer(t *testing.T, s *signalling.Server, name, streamerID string) *player {
+func newPlayer(t *testing.T, s *playerhttp.Signalling, name, streamerID string) *player {
 	t.Helper()
 	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+s.PlayerAddr().String()+"/", nil)
 	if resp != nil && resp.Body != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -24,8 +25,8 @@ func main() {
 	player := flag.String("player-listen", "127.0.0.1:0", "player endpoint")
 	streamer := flag.String("streamer-listen", "127.0.0.1:0", "streamer endpoint")
 	flag.Parse()
-	srv, err := signalling.New(signalling.Config{
-		PlayerListen:   *player,
+	logger := hclog.New(&hclog.LoggerOptions{Name: "signalling", Level: hclog.Warn, Output: os.Stderr})
+	srv, err := playerhttp.Start(signalling.Config{
 		StreamerListen: *streamer,
 		Limits: signalling.Limits{
 			MessagesPerSecond:         1e6,
@@ -38,13 +39,9 @@ func main() {
 			MaxPlayerConnections:     100000,
 			SubscribeTimeout:         time.Hour,
 		},
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "signalling", Level: hclog.Warn, Output: os.Stderr}),
-	})
+		Logger: logger,
+	}, playerhttp.Config{Listen: *player, Logger: logger})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	if err := srv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -1,4 +1,4 @@
-package signalling
+package playerhttp
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/claim"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
 // A pool session belongs to a gateway: it starts free, the gateway reserves
@@ -85,9 +86,9 @@ type claims struct {
 	claimGen uint64 // invalidates an expiry timer that fired after a change
 }
 
-// newClaims wires claims into s when cfg has a secret: it watches player
-// events (busy, free again) and adds the state to /api/status.
-func newClaims(s *Server, cfg ClaimConfig) (*claims, error) {
+// newClaims makes the claim state when cfg has a secret; the server feeds
+// it player counts (Server.Event) and adds its state to /api/status.
+func newClaims(cfg ClaimConfig) (*claims, error) {
 	if cfg.Secret == "" {
 		return nil, nil
 	}
@@ -99,27 +100,8 @@ func newClaims(s *Server, cfg ClaimConfig) (*claims, error) {
 	}
 	key := claim.SessionKey(cfg.Secret, cfg.AllocID)
 	cfg.Secret = ""
-	c := &claims{cfg: cfg, verifier: claim.NewVerifier(key), state: ClaimFree,
-		cookie: "pixelstream_claim_" + randomID(6)}
-	prevEvent := s.hooks.Event
-	s.hooks.Event = func(e Event) {
-		if e.Kind == PlayerConnected || e.Kind == PlayerDisconnected {
-			c.playersChanged(e.Players)
-		}
-		if prevEvent != nil {
-			prevEvent(e)
-		}
-	}
-	prevExtra := s.cfg.Hooks.StatusExtra
-	s.cfg.Hooks.StatusExtra = func() map[string]any {
-		out := map[string]any{}
-		if prevExtra != nil {
-			out = prevExtra()
-		}
-		out["state"] = string(c.State())
-		return out
-	}
-	return c, nil
+	return &claims{cfg: cfg, verifier: claim.NewVerifier(key), state: ClaimFree,
+		cookie: "pixelstream_claim_" + randomID(6)}, nil
 }
 
 // State is the session's claim state.
@@ -255,14 +237,14 @@ func (s *Server) claimGate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz", "/readyz", "/metrics", claim.Path:
-			if !isUpgrade(r) {
+			if !signalling.IsUpgrade(r) {
 				next.ServeHTTP(w, r)
 				return
 			}
 		}
 		fromQuery, ok := c.admits(r)
 		if !ok {
-			s.metrics.reject(rolePlayer, reasonUnauthorized)
+			s.reject(signalling.ReasonUnauthorized)
 			s.log.Info("refused request without this session's claim token", "remote", r.RemoteAddr, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pixelstream"`)
 			http.Error(w, "401 unauthorized: this session belongs to a gateway's pool; open the gateway's URL to get a session", http.StatusUnauthorized)
@@ -289,7 +271,7 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 	}
 	body, nonce, err := c.verifier.Verify(w, r)
 	if err != nil {
-		s.metrics.reject(rolePlayer, reasonUnauthorized)
+		s.reject(signalling.ReasonUnauthorized)
 		s.log.Info("refused claim request", "remote", r.RemoteAddr, "reason", err)
 		writeJSON(w, http.StatusUnauthorized, claim.Response{Error: "claims need a fresh request signed with this session's key: " + err.Error()})
 		return
@@ -306,9 +288,7 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		_, _ = w.Write(b)
 	}
-	s.mu.RLock()
-	ready := len(s.order) > 0
-	s.mu.RUnlock()
+	ready := s.router.Ready()
 	switch r.Method {
 	case http.MethodGet:
 		c.mu.Lock()

@@ -1,4 +1,4 @@
-package signalling
+package playerhttp
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/claim"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
 const (
@@ -35,7 +36,7 @@ func (r *claimRecorder) states() []ClaimState {
 	return out
 }
 
-func poolServer(t *testing.T, cfg ClaimConfig) (*Server, *claimRecorder) {
+func poolServer(t *testing.T, cfg ClaimConfig) (*testServer, *claimRecorder) {
 	t.Helper()
 	rec := &claimRecorder{}
 	if cfg.Secret == "" {
@@ -45,12 +46,12 @@ func poolServer(t *testing.T, cfg ClaimConfig) (*Server, *claimRecorder) {
 		cfg.AllocID = testAlloc
 	}
 	cfg.OnChange = rec.add
-	return startServer(t, Config{Claim: cfg, MaxPlayers: 1}), rec
+	return startServerWith(t, Config{Claim: cfg}, signalling.Config{MaxPlayers: 1}), rec
 }
 
 // signedClaim is a claim request as the gateway sends it: signed with the
 // key derived from secret for testAlloc ("" = unsigned).
-func signedClaim(t *testing.T, s *Server, secret, method, body string, at time.Time) (*http.Request, string) {
+func signedClaim(t *testing.T, s *testServer, secret, method, body string, at time.Time) (*http.Request, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, httpURL(s, claim.Path), strings.NewReader(body))
 	if secret == "" {
@@ -81,13 +82,13 @@ func send(t *testing.T, req *http.Request, secret, nonce string) (int, claim.Res
 	return resp.StatusCode, out
 }
 
-func postClaim(t *testing.T, s *Server, secret, body string) (int, claim.Response) {
+func postClaim(t *testing.T, s *testServer, secret, body string) (int, claim.Response) {
 	t.Helper()
 	req, nonce := signedClaim(t, s, secret, http.MethodPost, body, time.Now())
 	return send(t, req, secret, nonce)
 }
 
-func statusState(t *testing.T, s *Server) string {
+func statusState(t *testing.T, s *testServer) string {
 	t.Helper()
 	req, nonce := signedClaim(t, s, testSecret, http.MethodGet, "", time.Now())
 	code, resp := send(t, req, testSecret, nonce)

@@ -1,16 +1,18 @@
-package signalling
+package signallingcmd
 
 import (
 	"bufio"
+	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o644) }
+	"github.com/gorilla/websocket"
+)
 
 // TestMain lets tests (and the benchmark) run the standalone command from
 // this test binary: SIGNALLING_MAIN=1 makes it Main(os.Args after "--").
@@ -55,22 +57,28 @@ func TestStandaloneCommand(t *testing.T) {
 		!strings.HasPrefix(addrs["sfu"], "ws://127.0.0.1:") {
 		t.Fatalf("printed addresses: %v", addrs)
 	}
-	resp, _ := httpGet(t, addrs["player"]+"healthz", nil)
+	resp, err := http.Get(addrs["player"] + "healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
-	st := dial(t, "streamer", addrs["streamer"], nil)
-	st.expect(wantIdentify)
-	st.expect(`{"type":"config","peerConnectionOptions":{"iceServers":[]},"protocolVersion":"1.3.0"}`)
-	p := dial(t, "player", strings.Replace(addrs["player"], "http", "ws", 1), nil)
-	p.recv()
+	st := dial(t, addrs["streamer"])
+	expect(t, st, `{"type":"identify"}`)
+	expect(t, st, `{"type":"config","peerConnectionOptions":{"iceServers":[]},"protocolVersion":"1.3.0"}`)
+	p := dial(t, strings.Replace(addrs["player"], "http", "ws", 1))
+	expect(t, p, `{"type":"config","peerConnectionOptions":{"iceServers":[]},"protocolVersion":"1.3.0"}`)
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	code, reason := p.expectClose()
-	if code != 1001 || reason != "server shutting down" {
-		t.Fatalf("player closed with %d %q on SIGTERM", code, reason)
+	_ = p.SetReadDeadline(time.Now().Add(waitFor))
+	_, _, err = p.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1001 || ce.Text != "server shutting down" {
+		t.Fatalf("player closed with %v on SIGTERM, want 1001 \"server shutting down\"", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -91,7 +99,8 @@ func TestCommandFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no addresses", nil, "PlayerListen is required"},
+		{"no addresses", nil, "--player-listen is required"},
+		{"no streamer address", []string{"--player-listen", ":0"}, "--streamer-listen is required"},
 		{"bad peer options", []string{"--player-listen", ":0", "--streamer-listen", ":0", "--peer-options", "{"}, "--peer-options is not valid JSON"},
 		{"stray argument", []string{"extra"}, `unexpected argument "extra"`},
 		{"bad log level", []string{"--log-level", "loud"}, `--log-level "loud"`},
@@ -106,5 +115,27 @@ func TestCommandFlags(t *testing.T) {
 				t.Fatalf("stderr %q lacks %q", stderr.String(), tc.want)
 			}
 		})
+	}
+}
+
+// waitFor is how long a test waits for something that should happen at once.
+const waitFor = 5 * time.Second
+
+func dial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	return ws
+}
+
+func expect(t *testing.T, ws *websocket.Conn, want string) {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(waitFor))
+	_, data, err := ws.ReadMessage()
+	if err != nil || string(data) != want {
+		t.Fatalf("got %s (%v), want %s", data, err, want)
 	}
 }

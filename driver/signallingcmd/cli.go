@@ -1,4 +1,6 @@
-package signalling
+// Package signallingcmd is the `signalling` subcommand: a session's
+// signalling (the router and its player port) run standalone, without Nomad.
+package signallingcmd
 
 import (
 	"context"
@@ -15,6 +17,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
 // Main runs the signalling server standalone (the `signalling` subcommand)
@@ -39,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	peerOptions := fs.String("peer-options", "", `peerConnectionOptions JSON sent to peers, e.g. '{"iceServers":[{"urls":["stun:stun.l.google.com:19302"]}]}'`)
 	httpRoot := fs.String("http-root", "", "serve this directory at / instead of the embedded player page")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	var limits Limits
+	var limits signalling.Limits
 	origins := fs.String("allowed-origins", "", `comma-separated origins whose pages may open a player WebSocket besides the page's own, e.g. "https://app.example.com"; "*" for any`)
 	fs.IntVar(&limits.MaxConnectionsPerAddress, "max-connections-per-address", 0, "TCP connections one IPv4 address or IPv6 /64 may hold on the player port (default 32)")
 	fs.IntVar(&limits.MaxPlayerConnections, "max-player-connections", 0, "TCP connections on the player port in all (default 10000)")
@@ -65,19 +70,29 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		fmt.Fprintf(stderr, "signalling: --log-level %q is not one of trace, debug, info, warn, error\n", *logLevel)
 		return 2
 	}
-	cfg := Config{
-		PlayerListen:   *playerListen,
+	for _, req := range []struct{ flag, value string }{{"player-listen", *playerListen}, {"streamer-listen", *streamerListen}} {
+		if req.value == "" {
+			fmt.Fprintf(stderr, "signalling: --%s is required (host:port, e.g. 127.0.0.1:0)\n", req.flag)
+			return 2
+		}
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "signalling", Level: level, Output: stderr})
+	cfg := signalling.Config{
 		StreamerListen: *streamerListen,
 		SFUListen:      *sfuListen,
 		MaxPlayers:     *maxPlayers,
-		PlayerToken:    *token,
-		HTTPRoot:       *httpRoot,
 		Limits:         limits,
-		Logger:         hclog.New(&hclog.LoggerOptions{Name: "signalling", Level: level, Output: stderr}),
+		Logger:         logger,
+	}
+	webCfg := playerhttp.Config{
+		Listen:      *playerListen,
+		PlayerToken: *token,
+		HTTPRoot:    *httpRoot,
+		Logger:      logger.Named("http"),
 	}
 	if *origins != "" {
 		for _, o := range strings.Split(*origins, ",") {
-			cfg.AllowedOrigins = append(cfg.AllowedOrigins, strings.TrimSpace(o))
+			webCfg.AllowedOrigins = append(webCfg.AllowedOrigins, strings.TrimSpace(o))
 		}
 	}
 	if *peerOptions != "" {
@@ -87,21 +102,17 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		}
 		cfg.PeerConnectionOptions = json.RawMessage(*peerOptions)
 	}
-	srv, err := New(cfg)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	srv, err := playerhttp.Start(cfg, webCfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "signalling: %v\n", err)
 		return 2
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	if err := srv.Start(); err != nil {
-		fmt.Fprintf(stderr, "signalling: %v\n", err)
-		return 1
-	}
 	fmt.Fprintf(stdout, "player http://%s/\n", printable(srv.PlayerAddr()))
 	fmt.Fprintf(stdout, "streamer ws://%s\n", printable(srv.StreamerAddr()))
-	if a := srv.SFUAddr(); a != nil {
+	if a := srv.Router.SFUAddr(); a != nil {
 		fmt.Fprintf(stdout, "sfu ws://%s\n", printable(a))
 	}
 	select {

@@ -1,4 +1,4 @@
-package signalling
+package playerhttp
 
 import (
 	"crypto/sha256"
@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
 // tokenCookiePrefix starts the name of the cookie that carries the player
@@ -71,7 +73,7 @@ func (s *Server) authorized(r *http.Request) bool {
 // WebSocket (which cannot set headers) is authorized too.
 func (s *Server) requireToken(w http.ResponseWriter, r *http.Request) bool {
 	if !s.authorized(r) {
-		s.metrics.reject(rolePlayer, reasonUnauthorized)
+		s.reject(signalling.ReasonUnauthorized)
 		s.log.Info("refused request without a valid player token", "remote", r.RemoteAddr, "path", r.URL.Path)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pixelstream"`)
 		http.Error(w, "401 unauthorized: this stream needs a player token (?token=..., Authorization: Bearer ..., or the page's cookie)", http.StatusUnauthorized)

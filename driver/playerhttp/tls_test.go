@@ -1,4 +1,4 @@
-package signalling
+package playerhttp
 
 import (
 	"bufio"
@@ -238,7 +238,7 @@ func TestPlayerPortTLS(t *testing.T) {
 	clock := time.Now()
 	var clockMu sync.Mutex
 	r.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
-	s := startServer(t, Config{PlayerTLS: r.TLSConfig()})
+	s := startServer(t, Config{TLS: r.TLSConfig()})
 	addr := s.PlayerAddr().String()
 	client := &http.Client{Timeout: waitFor, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
 

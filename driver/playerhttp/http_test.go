@@ -1,4 +1,4 @@
-package signalling
+package playerhttp
 
 import (
 	"bufio"
@@ -13,15 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
 // TestPlayerToken checks the page, the REST API and the WebSocket without,
@@ -103,7 +100,7 @@ func TestPlayerToken(t *testing.T) {
 // TestHTTPEndpoints checks the placeholder or built page, health, metrics and
 // the REST API shapes, and that nothing exposes TURN credentials.
 func TestHTTPEndpoints(t *testing.T) {
-	s := startServer(t, Config{
+	s := startServerWith(t, Config{}, signalling.Config{
 		PeerConnectionOptions: json.RawMessage(`{"iceServers":[{"urls":["turn:192.0.2.1:3478"],"username":"u","credential":"TURNSECRET"}]}`),
 	})
 	st := dial(t, "streamer", streamerURL(s), nil)
@@ -206,21 +203,19 @@ func TestHTTPRoot(t *testing.T) {
 
 // TestConfigValidation: bad configs are refused with the field named.
 func TestConfigValidation(t *testing.T) {
+	router := startServer(t, Config{}).router
 	cases := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
-		{"no player address", Config{StreamerListen: "127.0.0.1:0"}, "PlayerListen is required"},
-		{"bad streamer address", Config{PlayerListen: ":0", StreamerListen: "localhost"}, "StreamerListen \"localhost\" is not host:port"},
-		{"negative max players", Config{PlayerListen: ":0", StreamerListen: ":0", MaxPlayers: -1}, "MaxPlayers must be 0 (unlimited) or positive"},
-		{"peer options not an object", Config{PlayerListen: ":0", StreamerListen: ":0", PeerConnectionOptions: json.RawMessage(`[1]`)}, "PeerConnectionOptions must be a JSON object"},
-		{"missing http root", Config{PlayerListen: ":0", StreamerListen: ":0", HTTPRoot: "/nonexistent/dir"}, "HTTPRoot"},
-		{"negative limit", Config{PlayerListen: ":0", StreamerListen: ":0", Limits: Limits{MaxConnections: -1}}, "limits.MaxConnections must not be negative"},
-		{"negative per-address cap", Config{PlayerListen: ":0", StreamerListen: ":0", Limits: Limits{MaxConnectionsPerAddress: -1}}, "limits.MaxConnectionsPerAddress must not be negative"},
-		{"origin without scheme", Config{PlayerListen: ":0", StreamerListen: ":0", AllowedOrigins: []string{"app.example.com"}}, `AllowedOrigins[0]: "app.example.com" is not an origin`},
-		{"origin with a path", Config{PlayerListen: ":0", StreamerListen: ":0", AllowedOrigins: []string{"*", "https://app.example.com/play"}}, "AllowedOrigins[1]"},
-		{"session id not cookie-safe", Config{PlayerListen: ":0", StreamerListen: ":0", SessionID: "a b"}, `SessionID "a b"`},
+		{"no player address", Config{Router: router}, "Listen is required"},
+		{"bad player address", Config{Router: router, Listen: "localhost"}, "Listen \"localhost\" is not host:port"},
+		{"no router", Config{Listen: ":0"}, "Router is required"},
+		{"missing http root", Config{Router: router, Listen: ":0", HTTPRoot: "/nonexistent/dir"}, "HTTPRoot"},
+		{"origin without scheme", Config{Router: router, Listen: ":0", AllowedOrigins: []string{"app.example.com"}}, `AllowedOrigins[0]: "app.example.com" is not an origin`},
+		{"origin with a path", Config{Router: router, Listen: ":0", AllowedOrigins: []string{"*", "https://app.example.com/play"}}, "AllowedOrigins[1]"},
+		{"session id not cookie-safe", Config{Router: router, Listen: ":0", SessionID: "a b"}, `SessionID "a b"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,7 +230,7 @@ func TestConfigValidation(t *testing.T) {
 // dialFrom opens a TCP connection to the player port from a given loopback
 // address (all of 127.0.0.0/8 is local on Linux), so tests can be several
 // remote addresses at once.
-func dialFrom(t *testing.T, s *Server, from string) net.Conn {
+func dialFrom(t *testing.T, s *testServer, from string) net.Conn {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: waitFor}
 	nc, err := d.Dial("tcp", s.PlayerAddr().String())
@@ -280,18 +275,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func metricsText(t *testing.T, s *Server) string {
-	t.Helper()
-	_, body := httpGet(t, httpURL(s, "/metrics"), nil)
-	return body
-}
-
 // TestHTTPTimeouts: connections that park on the server are closed, and
 // WebSockets are not cut off by the timeouts of their upgrade request.
 func TestHTTPTimeouts(t *testing.T) {
 	const short = 200 * time.Millisecond
 	t.Run("idle keep-alive connection is closed", func(t *testing.T) {
-		s := startServer(t, Config{Limits: Limits{HTTPIdleTimeout: short}})
+		s := startServerWith(t, Config{}, signalling.Config{Limits: signalling.Limits{HTTPIdleTimeout: short}})
 		nc := dialFrom(t, s, "127.0.0.2")
 		if code, _ := keepAliveGet(t, nc, bufio.NewReader(nc)); code != http.StatusOK {
 			t.Fatalf("GET /healthz: %d", code)
@@ -299,7 +288,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		expectClosedByServer(t, nc, "idle keep-alive connection")
 	})
 	t.Run("unfinished request header is closed", func(t *testing.T) {
-		s := startServer(t, Config{Limits: Limits{HTTPReadHeaderTimeout: short}})
+		s := startServerWith(t, Config{}, signalling.Config{Limits: signalling.Limits{HTTPReadHeaderTimeout: short}})
 		nc := dialFrom(t, s, "127.0.0.2")
 		if _, err := io.WriteString(nc, "GET / HTTP/1.1\r\nHost: pixelstream\r\n"); err != nil {
 			t.Fatal(err)
@@ -307,7 +296,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		expectClosedByServer(t, nc, "request header never finished")
 	})
 	t.Run("WebSockets outlive every HTTP timeout", func(t *testing.T) {
-		s := startServer(t, Config{Limits: Limits{HTTPReadHeaderTimeout: short, HTTPReadTimeout: short,
+		s := startServerWith(t, Config{}, signalling.Config{Limits: signalling.Limits{HTTPReadHeaderTimeout: short, HTTPReadTimeout: short,
 			HTTPWriteTimeout: short, HTTPIdleTimeout: short}})
 		st := newStreamer(t, s, "S")
 		p := newPlayer(t, s, "player")
@@ -327,7 +316,7 @@ func TestHTTPTimeouts(t *testing.T) {
 // answered 503 and counted.
 func TestConnectionCaps(t *testing.T) {
 	t.Run("per address", func(t *testing.T) {
-		s := startServer(t, Config{Limits: Limits{MaxConnectionsPerAddress: 2}})
+		s := startServerWith(t, Config{}, signalling.Config{Limits: signalling.Limits{MaxConnectionsPerAddress: 2}})
 		var held []net.Conn
 		for i := 0; i < 2; i++ {
 			nc := dialFrom(t, s, "127.0.0.2")
@@ -360,7 +349,7 @@ func TestConnectionCaps(t *testing.T) {
 		})
 	})
 	t.Run("players cannot take the streamer's budget", func(t *testing.T) {
-		s := startServer(t, Config{Limits: Limits{MaxPlayerConnections: 3}})
+		s := startServerWith(t, Config{}, signalling.Config{Limits: signalling.Limits{MaxPlayerConnections: 3}})
 		for i := 2; i < 5; i++ {
 			nc := dialFrom(t, s, fmt.Sprintf("127.0.0.%d", i))
 			if code, _ := keepAliveGet(t, nc, bufio.NewReader(nc)); code != http.StatusOK {
@@ -387,96 +376,6 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// TestAddrKey: the per-address cap counts IPv4 addresses and IPv6 /64s.
-func TestAddrKey(t *testing.T) {
-	key := func(s string) string {
-		a, err := net.ResolveTCPAddr("tcp", s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, ok := addrKey(a)
-		if !ok {
-			t.Fatalf("%s has no key", s)
-		}
-		return p.String()
-	}
-	cases := []struct {
-		a, b string
-		same bool
-	}{
-		{"192.0.2.1:1000", "192.0.2.1:2000", true},
-		{"192.0.2.1:1000", "192.0.2.2:1000", false},
-		{"[2001:db8:1:2::1]:1", "[2001:db8:1:2:ffff:ffff:ffff:ffff]:2", true},
-		{"[2001:db8:1:2::1]:1", "[2001:db8:1:3::1]:1", false},
-		{"[::ffff:192.0.2.1]:1", "192.0.2.1:2", true},
-		{"[fe80::1%lo]:1", "[fe80::2]:1", true},
-	}
-	for _, c := range cases {
-		if got := key(c.a) == key(c.b); got != c.same {
-			t.Errorf("%s (%s) and %s (%s): same key %v, want %v", c.a, key(c.a), c.b, key(c.b), got, c.same)
-		}
-	}
-}
-
-// emfileListener stands in for a kernel out of file descriptors: its first
-// accepts fail with EMFILE.
-type emfileListener struct {
-	net.Listener
-	fails atomic.Int32
-}
-
-func (l *emfileListener) Accept() (net.Conn, error) {
-	if l.fails.Add(-1) >= 0 {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
-
-// TestAcceptSurvivesEMFILE: the accept loop backs off and continues; Close
-// ends a backoff. (hostile/http_test.go runs a real descriptor shortage.)
-func TestAcceptSurvivesEMFILE(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake := &emfileListener{Listener: inner}
-	fake.fails.Store(3)
-	m, err := newListenerMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := newCapListener(fake, "player", connCaps{}, m, hclog.NewNullLogger())
-	defer ln.Close()
-	go func() {
-		if nc, err := net.Dial("tcp", inner.Addr().String()); err == nil {
-			defer nc.Close()
-			_, _ = io.Copy(io.Discard, nc)
-		}
-	}()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatalf("Accept after EMFILE: %v", err)
-	}
-	_ = nc.Close()
-	if n := testutil.ToFloat64(m.acceptErrors.WithLabelValues("player")); n != 3 {
-		t.Fatalf("accept errors counted: %v, want 3", n)
-	}
-
-	fake.fails.Store(1 << 30)
-	done := make(chan error, 1)
-	go func() { _, err := ln.Accept(); done <- err }()
-	eventually(t, "the accept loop backing off", func() bool { return fake.fails.Load() < 1<<30-2 })
-	_ = ln.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Close did not end an Accept that was backing off")
-	}
 }
 
 // TestOriginCheck: player WebSockets from other sites' pages are refused
@@ -550,7 +449,7 @@ func TestTokenCookiePerSession(t *testing.T) {
 	}
 	browser := &http.Client{Jar: jar}
 	for _, visit := range []struct {
-		s     *Server
+		s     *testServer
 		token string
 	}{{a, tokenA}, {b, tokenB}} {
 		resp, err := browser.Get(httpURL(visit.s, "/?token="+visit.token))
@@ -562,7 +461,7 @@ func TestTokenCookiePerSession(t *testing.T) {
 			t.Fatalf("page with token: %d", resp.StatusCode)
 		}
 	}
-	for _, s := range []*Server{a, b} {
+	for _, s := range []*testServer{a, b} {
 		u, _ := url.Parse(httpURL(s, "/"))
 		var parts []string
 		for _, c := range jar.Cookies(u) {
@@ -662,7 +561,7 @@ func must(t *testing.T, err error) {
 // TestStreamerNotLockedOutByPlayers: players holding every WebSocket the
 // server allows do not keep a streamer from connecting.
 func TestStreamerNotLockedOutByPlayers(t *testing.T) {
-	s := startServer(t, Config{Limits: Limits{MaxConnections: 2}})
+	s := startServerWith(t, Config{}, signalling.Config{Limits: signalling.Limits{MaxConnections: 2}})
 	newPlayer(t, s, "player 1")
 	newPlayer(t, s, "player 2")
 	ws, _, err := websocket.DefaultDialer.Dial(playerURL(s), nil)
@@ -676,4 +575,28 @@ func TestStreamerNotLockedOutByPlayers(t *testing.T) {
 	}
 	st := newStreamer(t, s, "S")
 	st.roundTrip()
+}
+
+// TestStatusExtra: the session adds its own fields to /api/status, and
+// cannot override the server's.
+func TestStatusExtra(t *testing.T) {
+	s := startServer(t, Config{StatusExtra: func() map[string]any {
+		return map[string]any{"max_duration_left_s": 42, "player_count": "must not override"}
+	}})
+	st := newStreamer(t, s, "DefaultStreamer")
+	a, b := newPlayer(t, s, "a"), newPlayer(t, s, "b")
+	subscribe(t, a, st, "DefaultStreamer")
+	b.roundTrip()
+
+	resp, body := httpGet(t, httpURL(s, "/api/status"), nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/api/status: %d", resp.StatusCode)
+	}
+	var status map[string]any
+	if err := json.Unmarshal([]byte(body), &status); err != nil {
+		t.Fatal(err)
+	}
+	if status["max_duration_left_s"] != float64(42) || status["player_count"] != float64(2) {
+		t.Fatalf("/api/status = %s", body)
+	}
 }
