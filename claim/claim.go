@@ -28,6 +28,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/quality"
 )
 
 // Path is the session's claim route: GET reads the state, POST claims.
@@ -71,6 +73,9 @@ type Response struct {
 	ExpiresInS float64 `json:"expires_in_s,omitempty"`
 	Visitor    string  `json:"visitor,omitempty"`
 	Error      string  `json:"error,omitempty"`
+	// Quality sums the session's players' latest stream quality reports
+	// (GET only): the gateway aggregates it per node.
+	Quality *quality.Session `json:"quality,omitempty"`
 }
 
 // DecodeRequest parses and checks a claim body; an empty body is a claim

@@ -40,6 +40,7 @@ import (
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/pool"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/proxy"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/queue"
+	"github.com/pixelstream/nomad-driver-pixelstream/quality"
 )
 
 // Cookie names of the gateway's own cookies (never sent on to sessions).
@@ -105,7 +106,21 @@ func New(cfg *config.Config, log hclog.Logger) (*Gateway, error) {
 		signer: auth.NewSigner(cfg.Secret), waiting: page,
 		pending: map[string]*pool.Assignment{}, waiters: map[*queue.Waiter]*waiterConns{}}
 	g.proxy = proxy.New(log.Named("proxy"), g.gatewayCookie, cfg.Auth.Query, g.proxyError)
+	if err := m.Registry.Register(metrics.NewQualityCollector(g.nodeQuality)); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
 	return g, nil
+}
+
+// nodeQuality merges the sessions' player quality per node.
+func (g *Gateway) nodeQuality() map[string]quality.Session {
+	out := map[string]quality.Session{}
+	for _, s := range g.pool.Sessions() {
+		if s.Quality != nil && s.Quality.Players > 0 {
+			out[s.NodeID] = quality.Merge(out[s.NodeID], *s.Quality)
+		}
+	}
+	return out
 }
 
 func (g *Gateway) gatewayCookie(name string) bool {

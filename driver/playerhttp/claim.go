@@ -294,6 +294,8 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		resp := claim.Response{State: c.state, Ready: ready, Visitor: c.visitor}
 		c.mu.Unlock()
+		q := s.router.Quality()
+		resp.Quality = &q
 		reply(http.StatusOK, resp)
 		return
 	case http.MethodPost:

@@ -31,6 +31,8 @@ func (s *Server) apiStatus(w http.ResponseWriter, _ *http.Request) {
 		"streamer_count": len(now.Streamers),
 		"player_count":   len(now.Players),
 		"version":        version.Version,
+		// Each player's latest stream quality report, by player id.
+		"player_quality": s.router.PlayerQuality(),
 	}
 	extra := map[string]any{}
 	if s.cfg.StatusExtra != nil {

@@ -19,6 +19,9 @@ import (
 const (
 	EventStreamReady          = "stream_ready"
 	EventStreamerDisconnected = "streamer_disconnected"
+	// EventPlayerQuality: a player that reported its stream quality left;
+	// the message is its summary line.
+	EventPlayerQuality = "player_quality"
 )
 
 // stream is the session's signalling router, its player port and, when the
@@ -167,6 +170,10 @@ func (s *supervisor) onStreamEvent(st *stream, e signalling.Event) {
 	case signalling.PlayerDisconnected:
 		if st.turn != nil {
 			st.turn.Revoke(e.PlayerID)
+		}
+		if e.Quality != "" {
+			s.store.emit(EventPlayerQuality, fmt.Sprintf("Player %s %s", e.PlayerID, e.Quality),
+				map[string]string{"player_id": e.PlayerID})
 		}
 	}
 	// The lifecycle timers live on the supervise loop; hooks must not block.

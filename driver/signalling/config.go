@@ -172,6 +172,10 @@ type Event struct {
 	PlayerID   string
 	Streamers  int // identified (listed) streamers
 	Players    int // players subscribed to a streamer
+	// Quality, on a PlayerDisconnected event of a player that reported
+	// its stream quality, is the summary line ("played 4m12s, 59.8 fps,
+	// 0 freezes, relay").
+	Quality string
 }
 
 func (l Limits) withDefaults() Limits {

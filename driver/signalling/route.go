@@ -91,6 +91,8 @@ func (s *Server) fromPlayer(c *conn, m *message) *protocolError {
 		return s.toStreamer(c, m)
 	case "dataChannelRequest", "peerDataChannelsReady", "layerPreference":
 		return s.toStreamer(c, m)
+	case "stats":
+		return s.playerStats(c, m)
 	default:
 		return s.ignore(c, m)
 	}
@@ -571,6 +573,15 @@ func (s *Server) teardown(c *conn) {
 	c.mu.Lock()
 	c.closing, c.queue = true, nil
 	c.mu.Unlock()
+	if c.role == rolePlayer {
+		if sum := s.playerGone(c); sum != "" {
+			for i := range evs {
+				if evs[i].Kind == PlayerDisconnected && evs[i].PlayerID == c.playerID {
+					evs[i].Quality = sum
+				}
+			}
+		}
+	}
 	s.emit(evs...)
 	if f := s.hooks.StreamerLeft; f != nil && c.key != "" {
 		func() {

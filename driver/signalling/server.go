@@ -51,6 +51,7 @@ type Server struct {
 	panics    sync.Map     // panics already logged with their stack, by place and value
 
 	lnMetrics *listenerMetrics
+	quality   *qualityStore // players' quality reports (quality.go)
 }
 
 // New validates cfg and returns a server that Start will bind.
@@ -90,6 +91,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("signalling metrics: %w", err)
 	}
 	s.metrics = m
+	if s.quality, err = newQualityStore(reg); err != nil {
+		return nil, err
+	}
 	if s.lnMetrics, err = newListenerMetrics(reg); err != nil {
 		return nil, fmt.Errorf("signalling metrics: %w", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/metrics"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/nomad"
+	"github.com/pixelstream/nomad-driver-pixelstream/quality"
 )
 
 // Session states as the gateway sees them: Starting, and the session's
@@ -51,6 +52,8 @@ type Session struct {
 	State   string `json:"state"`
 	Ready   bool   `json:"ready"`
 	Visitor string `json:"visitor,omitempty"`
+	// Quality is what the session last said of its players' stream quality.
+	Quality *quality.Session `json:"quality,omitempty"`
 
 	claiming bool      // a claim of this replica is in flight
 	failures int       // state reads in a row that failed
@@ -502,7 +505,7 @@ func (p *Pool) readStates(ctx context.Context) {
 				}
 			} else {
 				cur.failures = 0
-				cur.Ready, cur.State, cur.Visitor = st.Ready, string(st.State), st.Visitor
+				cur.Ready, cur.State, cur.Visitor, cur.Quality = st.Ready, string(st.State), st.Visitor, st.Quality
 				if cur.State == "" {
 					cur.State = Starting
 				}

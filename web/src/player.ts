@@ -4,6 +4,7 @@
 // configure it because useUrlParams is on.
 import { Config, PixelStreaming } from '@epicgames-ps/lib-pixelstreamingfrontend-ue5.5';
 import { Application, PixelStreamingApplicationStyle } from '@epicgames-ps/lib-pixelstreamingfrontend-ui-ue5.5';
+import { reportQuality } from './stats';
 
 declare global {
     interface Window {
@@ -24,6 +25,8 @@ function start(): void {
     });
     document.body.appendChild(application.rootElement);
     window.pixelStreaming = stream;
+    // The stream quality this player sees, to the session (stats.ts).
+    reportQuality(() => stream.signallingProtocol);
     // The session's own notice (not one of Epic's messages): sent when the
     // job set max_session_duration, shortly before the session ends.
     stream.signallingProtocol.addListener('sessionWarning', (msg: { message?: string }) =>
