@@ -45,9 +45,14 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	var d *driver.Driver
 	plugins.Serve(func(log hclog.Logger) interface{} {
-		return driver.NewPlugin(log)
+		d = driver.NewPlugin(log)
+		return d
 	})
+	if d != nil {
+		d.Shutdown()
+	}
 }
 
 const usage = `usage: nomad-driver-pixelstream [subcommand]

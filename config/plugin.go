@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
 )
@@ -41,7 +43,19 @@ type PluginConfig struct {
 	// GPUIsolation keeps a session from opening the device nodes of GPUs
 	// Nomad did not assign to it (device cgroup; enforced on cgroups v2).
 	GPUIsolation bool `codec:"gpu_isolation"`
+	// SandboxPaths are the node's directories a session sees, read-only,
+	// inside its sandbox (the task dir is its root): what the app, Xvfb and
+	// PipeWire load programs and libraries from. Paths that do not exist on
+	// the node are skipped. Nothing of Nomad's data dir may be among them.
+	SandboxPaths []string `codec:"sandbox_paths"`
 }
+
+// DefaultSandboxPaths are the system directories mounted read-only into
+// every session: the programs and libraries Xvfb, PipeWire and an Unreal
+// build load, and /etc for fonts, ICD files and name resolution. They are
+// Nomad's default chroot_env for the exec driver, bind-mounted instead of
+// copied.
+var DefaultSandboxPaths = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/etc", "/run/resolvconf"}
 
 // PluginSpec is the HCL schema of PluginConfig.
 var PluginSpec = hclspec.NewObject(map[string]*hclspec.Spec{
@@ -65,11 +79,16 @@ var PluginSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("gpu_isolation", "bool", false),
 		hclspec.NewLiteral(`true`),
 	),
+	"sandbox_paths": hclspec.NewDefault(
+		hclspec.NewAttr("sandbox_paths", "list(string)", false),
+		hclspec.NewLiteral(hclList(DefaultSandboxPaths)),
+	),
 })
 
 // DefaultPluginConfig is what the plugin runs with before SetConfig arrives.
 func DefaultPluginConfig() PluginConfig {
-	return PluginConfig{XvfbPath: "Xvfb", RuntimeDir: DefaultRuntimeDir, NoGPU: "refuse", GPUIsolation: true}
+	return PluginConfig{XvfbPath: "Xvfb", RuntimeDir: DefaultRuntimeDir, NoGPU: "refuse", GPUIsolation: true,
+		SandboxPaths: append([]string(nil), DefaultSandboxPaths...)}
 }
 
 // Validate checks the plugin configuration and names the field at fault.
@@ -87,10 +106,40 @@ func (c *PluginConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("plugin config runtime_dir: %q is %d bytes; keep it at most %d so unix socket paths under it stay below the 108-byte limit",
 			c.RuntimeDir, len(c.RuntimeDir), maxRuntimeDirLen))
 	}
+	for i, p := range c.SandboxPaths {
+		switch {
+		case !filepath.IsAbs(p):
+			errs = append(errs, fmt.Errorf("plugin config sandbox_paths[%d]: %q must be an absolute path such as \"/usr\"", i, p))
+		case filepath.Clean(p) == "/":
+			errs = append(errs, fmt.Errorf("plugin config sandbox_paths[%d]: \"/\" would show every session the whole node (other sessions' task dirs among it); list the directories the app needs, such as \"/usr\" and \"/opt/unreal\"", i))
+		case c.RuntimeDir != "" && PathOverlaps(p, c.RuntimeDir):
+			errs = append(errs, fmt.Errorf("plugin config sandbox_paths[%d]: %q overlaps runtime_dir %q, which holds every session's sockets and X cookies", i, p, c.RuntimeDir))
+		}
+	}
 	switch c.NoGPU {
 	case "refuse", "software":
 	default:
 		errs = append(errs, fmt.Errorf(`plugin config no_gpu: %q must be "refuse" (tasks without a GPU fail on GPU nodes) or "software" (they render in software)`, c.NoGPU))
 	}
 	return errors.Join(errs...)
+}
+
+// PathOverlaps reports whether one of two clean absolute paths contains the
+// other (or they are the same).
+func PathOverlaps(a, b string) bool {
+	a, b = filepath.Clean(a), filepath.Clean(b)
+	within := func(p, dir string) bool {
+		rel, err := filepath.Rel(dir, p)
+		return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+	}
+	return within(a, b) || within(b, a)
+}
+
+// hclList writes a list of strings as an HCL literal.
+func hclList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, it := range items {
+		quoted[i] = strconv.Quote(it)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }

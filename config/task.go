@@ -20,6 +20,20 @@ const (
 	RenderNone   = "none"
 )
 
+// Task defaults, each defined once: the schema's defaults below, parsing,
+// and the session's components take them from here.
+const (
+	// DefaultClaimTimeout is how long a gateway claim waits for its
+	// visitor's player (gateway.claim_timeout).
+	DefaultClaimTimeout = 60 * time.Second
+	// DefaultMaxConnectionsPerAddress caps the player port's TCP connections
+	// per IPv4 address or IPv6 /64 (max_connections_per_address).
+	DefaultMaxConnectionsPerAddress = 32
+	// DefaultStopTimeout is how long the app gets after stop_signal when the
+	// session ends itself (stop_timeout).
+	DefaultStopTimeout = 30 * time.Second
+)
+
 // DefaultStreamerID is the id Unreal's Pixel Streaming plugin uses by default.
 const DefaultStreamerID = "DefaultStreamer"
 
@@ -105,7 +119,7 @@ type GatewayConfig struct {
 func (g GatewayConfig) ClaimTTL() time.Duration {
 	d, err := time.ParseDuration(g.ClaimTimeout)
 	if err != nil || d <= 0 {
-		return 60 * time.Second
+		return DefaultClaimTimeout
 	}
 	return d
 }
@@ -192,7 +206,7 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"allowed_origins": hclspec.NewAttr("allowed_origins", "list(string)", false),
 	"max_connections_per_address": hclspec.NewDefault(
 		hclspec.NewAttr("max_connections_per_address", "number", false),
-		hclspec.NewLiteral(`32`),
+		hclspec.NewLiteral(strconv.Itoa(DefaultMaxConnectionsPerAddress)),
 	),
 	"auth": hclspec.NewBlock("auth", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"token": hclspec.NewAttr("token", "string", false),
@@ -222,7 +236,7 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	),
 	"stop_timeout": hclspec.NewDefault(
 		hclspec.NewAttr("stop_timeout", "string", false),
-		hclspec.NewLiteral(`"30s"`),
+		hclspec.NewLiteral(strconv.Quote(DefaultStopTimeout.String())),
 	),
 	"gateway": hclspec.NewBlock("gateway", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"secret":         hclspec.NewAttr("secret", "string", true),
@@ -306,7 +320,7 @@ func (t *TaskConfig) Validate() error {
 		}
 	}
 	if t.MaxConnectionsPerAddress < 0 {
-		errs = append(errs, fmt.Errorf("max_connections_per_address: %d must be a positive number of connections (default 32)", t.MaxConnectionsPerAddress))
+		errs = append(errs, fmt.Errorf("max_connections_per_address: %d must be a positive number of connections (default %d)", t.MaxConnectionsPerAddress, DefaultMaxConnectionsPerAddress))
 	}
 	if t.HTTPPort != "" && t.HTTPPort == t.TURNPort {
 		errs = append(errs, fmt.Errorf("turn_port: %q is also http_port; give TURN its own port label", t.TURNPort))

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +27,7 @@ import (
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/session"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 	"github.com/pixelstream/nomad-driver-pixelstream/version"
 )
 
@@ -40,7 +42,12 @@ var (
 	capabilities = &drivers.Capabilities{
 		SendSignals: true,
 		Exec:        true,
+		// Nomad builds no chroot (fsisolation.None): the driver isolates the
+		// session itself, in Nomad's libcontainer executor, with the node's
+		// system directories bind-mounted instead of copied (sandbox.go).
 		FSIsolation: fsisolation.None,
+		// A job without a user runs under a uid of its own (nomad-<id>).
+		DynamicWorkloadUsers: true,
 		NetIsolationModes: []drivers.NetIsolationMode{
 			drivers.NetIsolationModeHost,
 			drivers.NetIsolationModeGroup,
@@ -51,8 +58,11 @@ var (
 
 // Timeouts of the driver's own waits.
 const (
-	// sessionStartTimeout bounds StartTask's wait for the supervisor to report
-	// the app started (or failed): display start plus process spawn.
+	// sessionStartTimeout bounds StartTask's wait for the supervisor to
+	// report the app started (or failed). It covers the sandbox, the
+	// display and the audio stack (each bounded by 30 s in the supervisor,
+	// and each a few hundred ms when healthy), signalling and TURN, and
+	// spawning the app; the app's own start-up is startup_timeout's.
 	sessionStartTimeout = 60 * time.Second
 	// stopMargin is added to the job's kill_timeout for the supervisor's own
 	// teardown after the app is gone.
@@ -104,6 +114,10 @@ func NewPlugin(logger hclog.Logger) *Driver {
 	}
 }
 
+// Shutdown ends the plugin's own goroutines (event followers, the
+// fingerprinter) when Nomad stops serving it; sessions keep running.
+func (d *Driver) Shutdown() { d.cancel() }
+
 // PluginInfo describes the plugin to Nomad.
 func (d *Driver) PluginInfo() (*base.PluginInfoResponse, error) { return pluginInfo, nil }
 
@@ -144,9 +158,11 @@ func (d *Driver) TaskConfigSchema() (*hclspec.Spec, error) { return config.TaskS
 func (d *Driver) Capabilities() (*drivers.Capabilities, error) { return capabilities, nil }
 
 // StartTask validates the task, prepares its runtime dir and starts the
-// session supervisor under an executor. It returns once the app has started,
-// so a session that cannot start fails here with the reason.
-func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
+// session supervisor in its sandbox under an executor. It returns once the
+// app has started, so a session that cannot start fails here with the
+// reason; whatever it made before a failure is undone by the deferred
+// cleanups, which all watch err.
+func (d *Driver) StartTask(cfg *drivers.TaskConfig) (_ *drivers.TaskHandle, _ *drivers.DriverNetwork, err error) {
 	if _, ok := d.tasks.Get(cfg.ID); ok {
 		return nil, nil, fmt.Errorf("task with ID %q already started", cfg.ID)
 	}
@@ -160,56 +176,86 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(prep.runtimeDir)
+		}
+	}()
+	if err := checkSecretFiles(cfg.TaskDir().Dir, prep.uid, prep.gid, prep.groups, sessionSecrets(&tc)); err != nil {
+		return nil, nil, fmt.Errorf("invalid task: %w", err)
+	}
+	plan, err := planSandbox(pc, cfg, d.selfPath, prep.runtimeDir, prep.executable, prep.xvfb, prep.uid, prep.gid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid task: %w", err)
+	}
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task_name", cfg.Name)
-	sessCfg := &session.Config{
+	sessCfg := &sessionapi.Config{
 		AllocID: cfg.AllocID, TaskName: cfg.Name, Task: tc,
-		Executable: prep.executable, TaskDir: cfg.TaskDir().Dir, HomeDir: prep.homeDir,
+		Executable: plan.executable, TaskDir: "/", HomeDir: sandboxLocalDir + "/home",
 		RuntimeDir: prep.runtimeDir, XvfbPath: prep.xvfb,
 		GPUEnv: prep.gpu.Env, GPUArgs: prep.gpu.Args,
 		PlayerListen: prep.playerListen, TURNListen: prep.turnListen,
 		PlayerPublic: prep.playerPublic, TURNPublic: prep.turnPublic, RelayIP: prep.relayIP,
-	}
-	fail := func(err error) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
-		_ = os.RemoveAll(prep.runtimeDir)
-		return nil, nil, err
+		UID: prep.uid, GID: prep.gid, Groups: prep.groups,
+		HiddenEnv: hiddenEnv(cfg.Env, &tc), Sandboxed: true,
 	}
 	if err := sessCfg.Write(); err != nil {
-		return fail(err)
-	}
-	if err := os.Chown(sessCfg.Path(session.ConfigFile), prep.uid, prep.gid); err != nil {
-		return fail(fmt.Errorf("chown session config: %w", err))
+		return nil, nil, err
 	}
 
 	d.mu.Lock()
 	nomadConfig, compute := d.nomadConfig, d.compute
 	d.mu.Unlock()
 	execCfg := &executor.ExecutorConfig{
-		LogFile:  filepath.Join(cfg.TaskDir().Dir, "executor.out"),
-		LogLevel: "debug",
-		Compute:  compute,
+		LogFile:     filepath.Join(cfg.TaskDir().Dir, "executor.out"),
+		LogLevel:    "debug",
+		FSIsolation: true,
+		Compute:     compute,
 	}
 	exec, pluginClient, err := executor.CreateExecutor(logger, nomadConfig, execCfg)
 	if err != nil {
-		return fail(fmt.Errorf("create executor: %w", err))
+		return nil, nil, fmt.Errorf("create executor: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			pluginClient.Kill()
+		}
+	}()
 	ps, err := exec.Launch(&executor.ExecCommand{
-		Cmd:              d.selfPath,
-		Args:             []string{"session", "--config", sessCfg.Path(session.ConfigFile)},
-		Env:              envList(cfg.Env),
-		User:             cfg.User,
+		Cmd:  sandboxSelf,
+		Args: []string{"session", "--config", sessCfg.Path(sessionapi.ConfigFile)},
+		Env:  sandboxEnv(cfg.Env),
+		// Root inside the sandbox with two capabilities: the supervisor
+		// reads its root-only config, then becomes the task user itself
+		// (the executor cannot: it looks users up in /etc/passwd, which
+		// knows no dynamic workload user).
+		User:             "",
+		Capabilities:     supervisorCaps,
 		TaskDir:          cfg.TaskDir().Dir,
+		WorkDir:          "/",
 		StdoutPath:       cfg.StdoutPath,
 		StderrPath:       cfg.StderrPath,
-		NetworkIsolation: cfg.NetworkIsolation,
+		ResourceLimits:   true,
 		Resources:        cfg.Resources.Copy(),
+		Mounts:           plan.mounts,
+		Devices:          cfg.Devices,
+		NetworkIsolation: cfg.NetworkIsolation,
+		ModePID:          executor.IsolationModePrivate,
+		ModeIPC:          executor.IsolationModePrivate,
 	})
 	if err != nil {
-		pluginClient.Kill()
-		return fail(fmt.Errorf("launch session supervisor: %w", err))
+		return nil, nil, fmt.Errorf("launch session supervisor: %w", err)
 	}
 
-	h := newTaskHandle(cfg, exec, pluginClient, ps.Pid, prep.runtimeDir, d.logger, d.eventer)
+	h := newTaskHandle(cfg, exec, pluginClient, ps.Pid, prep.runtimeDir, prep.uid, prep.gid, d.logger, d.eventer)
 	h.startedAt = time.Now().Round(time.Millisecond)
+	go h.run()
+	defer func() {
+		if err != nil {
+			_ = exec.Shutdown("SIGKILL", 0)
+			<-h.doneCh
+		}
+	}()
 	for _, g := range prep.gpu.GPUs {
 		h.gpus = append(h.gpus, g.UUID)
 	}
@@ -221,22 +267,17 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Pid:            ps.Pid,
 		StartedAt:      h.startedAt,
 		RuntimeDir:     prep.runtimeDir,
+		UID:            prep.uid,
+		GID:            prep.gid,
 		GPUs:           h.gpus,
 	}); err != nil {
-		_ = exec.Shutdown("", 0)
-		pluginClient.Kill()
-		return fail(fmt.Errorf("set driver state: %w", err))
+		return nil, nil, fmt.Errorf("set driver state: %w", err)
 	}
-	go h.run()
 
 	ctx, cancel := context.WithTimeout(d.ctx, sessionStartTimeout)
 	defer cancel()
 	seq, err := h.waitStarted(ctx)
 	if err != nil {
-		_ = exec.Shutdown("SIGKILL", 0)
-		<-h.doneCh
-		pluginClient.Kill()
-		h.cleanup()
 		return nil, nil, err
 	}
 	d.tasks.Set(cfg.ID, h)
@@ -246,6 +287,33 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	go h.followEvents(d.ctx, seq, time.Second, nil)
 	return handle, nil, nil
+}
+
+// wellKnownTokens are environment variables that carry a credential
+// whatever the job says: workload identity and Vault/Consul tokens.
+var wellKnownTokens = []string{"NOMAD_TOKEN", "VAULT_TOKEN", "CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"}
+
+// hiddenEnv lists the task's environment variables the app must not see:
+// the well-known token variables, and every variable whose value is or
+// contains a secret of the session's config (the job delivered it through
+// the environment, e.g. a template with env = true, and the config
+// interpolated it).
+func hiddenEnv(env map[string]string, tc *config.TaskConfig) []string {
+	secrets := sessionSecrets(tc)
+	var out []string
+	for k, v := range env {
+		hide := slices.Contains(wellKnownTokens, k)
+		for _, sec := range secrets {
+			if v == string(sec) || (len(sec) >= 8 && strings.Contains(v, string(sec))) {
+				hide = true
+			}
+		}
+		if hide {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // RecoverTask reattaches to a session after a plugin or agent restart. The
@@ -273,11 +341,13 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	if err != nil {
 		return fmt.Errorf("recover task: reattach to executor: %w", err)
 	}
-	h := newTaskHandle(ts.TaskConfig, exec, pluginClient, ts.Pid, ts.RuntimeDir, d.logger, d.eventer)
+	h := newTaskHandle(ts.TaskConfig, exec, pluginClient, ts.Pid, ts.RuntimeDir, ts.UID, ts.GID, d.logger, d.eventer)
 	h.startedAt = ts.StartedAt
 	h.gpus = ts.GPUs
-	// Events the previous plugin delivered are not sent again; those emitted
-	// while no plugin was listening are.
+	// Resume from the last event the session knows was delivered (the
+	// driver acknowledges a batch by asking for what follows it): events
+	// emitted while no plugin was listening reach Nomad now, and the last
+	// batch the previous plugin handed on may reach it a second time.
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
 	st, err := h.client.State(ctx)
 	cancel()
@@ -401,7 +471,7 @@ func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*
 	if !ok {
 		return nil, drivers.ErrTaskNotFound
 	}
-	wrapped := h.execCommand(d.selfPath, cmd)
+	wrapped := h.execCommand(cmd)
 	out, code, err := h.exec.Exec(time.Now().Add(timeout), wrapped[0], wrapped[1:])
 	if err != nil {
 		return nil, err
@@ -419,14 +489,5 @@ func (d *Driver) ExecTaskStreamingRaw(ctx context.Context, taskID string, comman
 	if !ok {
 		return drivers.ErrTaskNotFound
 	}
-	return h.exec.ExecStreaming(ctx, h.execCommand(d.selfPath, command), tty, stream)
-}
-
-func envList(env map[string]string) []string {
-	out := make([]string, 0, len(env))
-	for k, v := range env {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
+	return h.exec.ExecStreaming(ctx, h.execCommand(command), tty, stream)
 }

@@ -228,9 +228,14 @@ func TestStartRunsAppOnDisplayAsUser(t *testing.T) {
 			if uid != u.Uid {
 				t.Errorf("app ran as uid %s, want %s (%s)", uid, u.Uid, testUser)
 			}
+			// The sandbox's root is the task dir: the home it sees as
+			// /local/home is the task dir's local/home, the user's own.
 			home := waitLog(t, task, "stdout", regexp.MustCompile(`env HOME=(.*)`))[1]
-			if !strings.HasPrefix(home, task.TaskDir().Dir) {
-				t.Errorf("HOME=%s is not inside the task dir %s", home, task.TaskDir().Dir)
+			if home != "/local/home" {
+				t.Errorf("HOME=%s, want /local/home (the task dir's local/home as the sandbox sees it)", home)
+			}
+			if fi, err := os.Stat(filepath.Join(task.TaskDir().LocalDir, "home")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(mustAtoi(t, u.Uid)) {
+				t.Errorf("local/home is not the task user's: %v", err)
 			}
 			// The supervisor's own lines are on stderr, marked as its own.
 			waitLog(t, task, "stderr", regexp.MustCompile(`pixelstream: app started`))
@@ -281,7 +286,9 @@ func TestStopHonoursKillSignalThenKills(t *testing.T) {
 				}
 			}
 			n := strings.TrimPrefix(disp, ":")
-			for _, p := range []string{"/tmp/.X11-unix/X" + n, "/tmp/.X" + n + "-lock", attrs["runtime_dir"]} {
+			// The display lived in the sandbox's /tmp: the task dir's tmp.
+			tmp := filepath.Join(task.TaskDir().Dir, "tmp")
+			for _, p := range []string{filepath.Join(tmp, ".X11-unix", "X"+n), filepath.Join(tmp, ".X"+n+"-lock"), attrs["runtime_dir"]} {
 				if _, err := os.Stat(p); !os.IsNotExist(err) {
 					t.Errorf("%s left behind", p)
 				}
@@ -331,7 +338,8 @@ func TestExecSeesDisplay(t *testing.T) {
 		t.Fatalf("exec printed %q (exit %d), want %q", got, res.ExitResult.ExitCode, want)
 	}
 	// The display is really usable from an exec'd command: run the probe there.
-	res, err = h.ExecTask(task.ID, []string{filepath.Join(task.TaskDir().LocalDir, "probe"), "--probe-exit=0"}, 10*time.Second)
+	// Inside the sandbox the task dir is the root: local/ is /local.
+	res, err = h.ExecTask(task.ID, []string{"/local/probe", "--probe-exit=0"}, 10*time.Second)
 	if err != nil || !strings.Contains(string(res.Stdout), "size=1280x720") {
 		t.Fatalf("probe in exec: %v\n%s", err, res.Stdout)
 	}
@@ -553,8 +561,13 @@ func TestRenderNeedsGLX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An Xvfb as installed without Mesa's GLX libraries.
-	noGLX := filepath.Join(sharedDir, "Xvfb-noglx")
+	// An Xvfb as installed without Mesa's GLX libraries, in a directory the
+	// plugin config adds to what sessions see.
+	binDir := filepath.Join(sharedDir, "xvfb-bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noGLX := filepath.Join(binDir, "Xvfb-noglx")
 	if err := os.WriteFile(noGLX, []byte("#!/bin/sh\nexec "+real+" \"$@\" -extension GLX\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +581,10 @@ func TestRenderNeedsGLX(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.render, func(t *testing.T) {
-			h := newHarness(t, func(pc *config.PluginConfig) { pc.XvfbPath = noGLX })
+			h := newHarness(t, func(pc *config.PluginConfig) {
+				pc.XvfbPath = noGLX
+				pc.SandboxPaths = append(pc.SandboxPaths, binDir)
+			})
 			task := newTask(t, h, config.TaskConfig{Args: []string{"--probe-exit=0"}, Render: c.render})
 			_, _, err := h.StartTask(task)
 			if c.want == "" {
@@ -588,4 +604,13 @@ func TestRenderNeedsGLX(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/session"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 )
 
 // waitEvent returns the first task event of taskID whose message contains
@@ -70,13 +69,13 @@ func TestRecoverDeliversEventsEmittedWhilePluginWasDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	handle := startTask(t, h1, task)
-	streamerURL := waitLog(t, task, "stdout", regexp.MustCompile(`-PixelStreamingURL=(ws://127\.0\.0\.1:\d+)`))[1]
+	streamerURL := waitLog(t, task, "stdout", regexp.MustCompile(`-PixelStreamingURL=(ws://127\.0\.0\.1:\d+/\w+)`))[1]
 	waitEvent(t, events1, task.ID, "App started", 30*time.Second)
 	var ts TaskState
 	if err := handle.GetDriverState(&ts); err != nil {
 		t.Fatal(err)
 	}
-	sess := session.NewClient(ts.RuntimeDir + "/" + session.SocketFile)
+	sess := sessionapi.NewClient(ts.RuntimeDir + "/" + sessionapi.SocketFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The first plugin has delivered everything so far before it goes.
@@ -98,7 +97,7 @@ func TestRecoverDeliversEventsEmittedWhilePluginWasDown(t *testing.T) {
 	h1.d.tasks.Delete(task.ID)
 
 	// The streamer connects meanwhile: the session emits "Stream ready".
-	streamer, _, err := websocket.DefaultDialer.Dial(streamerURL, nil)
+	streamer, _, err := dialStreamerAs(t, testUser, streamerURL)
 	if err != nil {
 		t.Fatalf("streamer dial %s: %v", streamerURL, err)
 	}
@@ -121,7 +120,7 @@ func TestRecoverDeliversEventsEmittedWhilePluginWasDown(t *testing.T) {
 			t.Fatalf("session events: %v", err)
 		}
 		for _, e := range evs {
-			seen = seen || e.Kind == session.EventStreamReady
+			seen = seen || e.Kind == sessionapi.EventStreamReady
 		}
 	}
 

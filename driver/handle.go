@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,8 +18,7 @@ import (
 	"github.com/hashicorp/nomad/drivers/shared/executor"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/session"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 )
 
 // taskHandle is the driver's view of one running session.
@@ -26,16 +26,19 @@ type taskHandle struct {
 	taskConfig   *drivers.TaskConfig
 	exec         executor.Executor
 	pluginClient *plugin.Client
-	client       *session.Client
+	client       *sessionapi.Client
 	runtimeDir   string
-	pid          int
-	logger       hclog.Logger
-	eventer      *eventer.Eventer
-	startedAt    time.Time
-	gpus         []string // UUIDs of the assigned GPUs
+	// uid and gid are the task user's: commands run with `nomad alloc
+	// exec` start as root in the sandbox and become it.
+	uid, gid  int
+	pid       int
+	logger    hclog.Logger
+	eventer   *eventer.Eventer
+	startedAt time.Time
+	gpus      []string // UUIDs of the assigned GPUs
 
 	mu        sync.RWMutex
-	state     session.State
+	state     sessionapi.State
 	procState drivers.TaskState
 	completed time.Time
 	result    *drivers.ExitResult
@@ -47,10 +50,10 @@ type taskHandle struct {
 }
 
 func newTaskHandle(cfg *drivers.TaskConfig, exec executor.Executor, pc *plugin.Client, pid int, runtimeDir string,
-	logger hclog.Logger, ev *eventer.Eventer) *taskHandle {
+	uid, gid int, logger hclog.Logger, ev *eventer.Eventer) *taskHandle {
 	return &taskHandle{
-		taskConfig: cfg, exec: exec, pluginClient: pc, pid: pid, runtimeDir: runtimeDir,
-		client:    session.NewClient(runtimeDir + "/" + session.SocketFile),
+		taskConfig: cfg, exec: exec, pluginClient: pc, pid: pid, runtimeDir: runtimeDir, uid: uid, gid: gid,
+		client:    sessionapi.NewClient(runtimeDir + "/" + sessionapi.SocketFile),
 		logger:    logger.With("alloc_id", cfg.AllocID, "task_name", cfg.Name),
 		eventer:   ev,
 		procState: drivers.TaskStateRunning,
@@ -73,7 +76,7 @@ func (h *taskHandle) run() {
 	// The supervisor's own account says whether the session failed (a
 	// component died) rather than the app simply exiting.
 	startErr := fmt.Errorf("session exited before the app started (exit code %d)", res.ExitCode)
-	r, rerr := session.ReadResult(h.runtimeDir)
+	r, rerr := sessionapi.ReadResult(h.runtimeDir)
 	switch {
 	case rerr == nil:
 		if r.AppStarted {
@@ -116,12 +119,12 @@ func (h *taskHandle) waitStarted(ctx context.Context) (uint64, error) {
 	seq := make(chan uint64, 1)
 	go func() {
 		// The supervisor may still be binding its socket: retry quickly.
-		seq <- h.followEvents(ctx, 0, 20*time.Millisecond, func(e session.Event) bool {
+		seq <- h.followEvents(ctx, 0, 20*time.Millisecond, func(e sessionapi.Event) bool {
 			switch e.Kind {
-			case session.EventAppStarted:
+			case sessionapi.EventAppStarted:
 				h.finishStart(nil)
 				return true
-			case session.EventComponentFailed:
+			case sessionapi.EventComponentFailed:
 				h.finishStart(errors.New(e.Message))
 				return true
 			}
@@ -139,7 +142,7 @@ func (h *taskHandle) waitStarted(ctx context.Context) (uint64, error) {
 // followEvents long-polls the session's events after seq and turns each into
 // a Nomad task event, until stop says so, the session ends or ctx is done.
 // It returns the last event's seq.
-func (h *taskHandle) followEvents(ctx context.Context, after uint64, retry time.Duration, stop func(session.Event) bool) uint64 {
+func (h *taskHandle) followEvents(ctx context.Context, after uint64, retry time.Duration, stop func(sessionapi.Event) bool) uint64 {
 	for {
 		select {
 		case <-ctx.Done():
@@ -173,9 +176,9 @@ func (h *taskHandle) followEvents(ctx context.Context, after uint64, retry time.
 }
 
 // quietEvents are session events Nomad already reports in its own words.
-var quietEvents = map[string]bool{session.EventAppExited: true, session.EventStopRequested: true}
+var quietEvents = map[string]bool{sessionapi.EventAppExited: true, sessionapi.EventStopRequested: true}
 
-func (h *taskHandle) emit(e session.Event) {
+func (h *taskHandle) emit(e sessionapi.Event) {
 	if quietEvents[e.Kind] {
 		return
 	}
@@ -189,7 +192,7 @@ func (h *taskHandle) emit(e session.Event) {
 	})
 }
 
-func (h *taskHandle) setState(st session.State) {
+func (h *taskHandle) setState(st sessionapi.State) {
 	h.mu.Lock()
 	h.state = st
 	h.mu.Unlock()
@@ -217,6 +220,15 @@ func (h *taskHandle) TaskStatus() *drivers.TaskStatus {
 		}
 		cancel()
 	}
+	// The session numbers its processes in its own PID namespace; the
+	// attributes give the node's pids.
+	pids := sandboxPIDs(h.pid)
+	host := func(p int) int {
+		if n, ok := pids[p]; ok {
+			return n
+		}
+		return p
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	attrs := map[string]string{
@@ -230,10 +242,10 @@ func (h *taskHandle) TaskStatus() *drivers.TaskStatus {
 		"players":        strconv.Itoa(h.state.Players),
 	}
 	if h.state.AppPid != 0 {
-		attrs["app_pid"] = strconv.Itoa(h.state.AppPid)
+		attrs["app_pid"] = strconv.Itoa(host(h.state.AppPid))
 	}
 	for _, c := range h.state.Components {
-		attrs["component."+c.Name] = fmt.Sprintf("%s pid=%d", c.State, c.Pid)
+		attrs["component."+c.Name] = fmt.Sprintf("%s pid=%d", c.State, host(c.Pid))
 	}
 	return &drivers.TaskStatus{
 		ID: h.taskConfig.ID, Name: h.taskConfig.Name, State: h.procState,
@@ -283,21 +295,19 @@ func (h *taskHandle) signal(name string) error {
 	return nil
 }
 
-// execCommand wraps a command so it runs with the session's environment.
-func (h *taskHandle) execCommand(self string, cmd []string) []string {
-	return append([]string{self, "session", "exec", "--env-file", h.runtimeDir + "/" + session.EnvFile, "--"}, cmd...)
+// execCommand wraps a command so it runs in the sandbox as the task user,
+// with the session's environment.
+func (h *taskHandle) execCommand(cmd []string) []string {
+	return append([]string{sandboxSelf, "session", "exec",
+		"--uid", strconv.Itoa(h.uid), "--gid", strconv.Itoa(h.gid),
+		"--env-file", filepath.Join(h.runtimeDir, sessionapi.UserDir, sessionapi.EnvFile), "--"}, cmd...)
 }
 
 // cleanup removes what a session leaves when its supervisor could not clean
-// up itself (killed outright): its runtime dir and its display's socket.
+// up itself (killed outright): its runtime dir. Its display lived in the
+// sandbox's /tmp, which is the task dir's.
 func (h *taskHandle) cleanup() {
 	h.cleanOnce.Do(func() {
-		h.mu.RLock()
-		disp := h.state.Display
-		h.mu.RUnlock()
-		if n, err := strconv.Atoi(strings.TrimPrefix(disp, ":")); err == nil && disp != "" {
-			display.Cleanup(n)
-		}
 		if err := os.RemoveAll(h.runtimeDir); err != nil {
 			h.logger.Warn("remove runtime dir", "dir", h.runtimeDir, "error", err)
 		}

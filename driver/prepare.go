@@ -13,16 +13,18 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/nomad/client/lib/cgroupslib"
+	"github.com/hashicorp/nomad/helper/users/dynamic"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
-	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/gpu"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 )
 
 // prepared is what StartTask learned and made before starting anything.
 type prepared struct {
 	uid, gid   int
+	groups     []int
 	executable string
 	xvfb       string
 	runtimeDir string
@@ -66,7 +68,7 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 	if err != nil {
 		errs = append(errs, err)
 	}
-	uid, gid, userErr := taskUser(cfg.User, pc.AllowRoot)
+	uid, gid, groups, userErr := taskUser(cfg.User, pc.AllowRoot)
 	if userErr != nil {
 		errs = append(errs, userErr)
 	}
@@ -77,18 +79,22 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 	var executable string
 	if tc.Executable != "" {
 		executable = tc.Executable
+		stat := os.Stat
 		if !filepath.IsAbs(executable) {
+			// The task wrote the task dir: resolve inside it, so a symlink
+			// cannot make root look at (and report on) the node's files.
 			executable = filepath.Join(cfg.TaskDir().Dir, executable)
+			stat = func(string) (os.FileInfo, error) { return statInTaskDir(cfg.TaskDir().Dir, tc.Executable) }
 		}
 		if userErr == nil {
-			if err := checkExecutable("executable", executable, uid, gid); err != nil {
+			if err := checkExecutable("executable", executable, uid, gid, stat); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	if len(errs) == 0 && self != "" {
 		// The executor re-executes this binary as the task user.
-		if err := checkExecutable("plugin binary", self, uid, gid); err != nil {
+		if err := checkExecutable("plugin binary", self, uid, gid, os.Stat); err != nil {
 			errs = append(errs, fmt.Errorf("%w (the session supervisor runs as the task user: make the plugin_dir and the binary readable and executable by it)", err))
 		}
 	}
@@ -96,9 +102,6 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 		return nil, fmt.Errorf("invalid task: %w", errors.Join(errs...))
 	}
 
-	if err := display.EnsureSocketDir(); err != nil {
-		return nil, err
-	}
 	if isolate != nil {
 		if err := isolate(); err != nil {
 			return nil, err
@@ -108,47 +111,104 @@ func prepare(pc config.PluginConfig, cfg *drivers.TaskConfig, tc *config.TaskCon
 	if err != nil {
 		return nil, err
 	}
-	home := filepath.Join(cfg.TaskDir().LocalDir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
+	home, err := makeTaskDirs(cfg.TaskDir().Dir, uid, gid)
+	if err != nil {
 		_ = os.RemoveAll(rt)
-		return nil, fmt.Errorf("create home dir: %w", err)
+		return nil, err
 	}
-	if err := os.Chown(home, uid, gid); err != nil {
-		_ = os.RemoveAll(rt)
-		return nil, fmt.Errorf("chown home dir: %w", err)
-	}
-	return &prepared{uid: uid, gid: gid, executable: executable, xvfb: xvfb, runtimeDir: rt, homeDir: home,
+	return &prepared{uid: uid, gid: gid, groups: groups, executable: executable, xvfb: xvfb, runtimeDir: rt, homeDir: home,
 		gpu: assignment, notices: notices, playerListen: player.listen, turnListen: turnB.listen,
 		playerPublic: player.public, turnPublic: turnPublic, relayIP: relayIP(cfg, tc.TURNPort, turnB)}, nil
 }
 
-// taskUser resolves the task's user; an empty user means the agent's own.
-func taskUser(name string, allowRoot bool) (int, int, error) {
+// makeTaskDirs creates what the session needs in the task dir: the app's
+// home (local/home, owned by the task user) and the X socket dir (tmp/.X11-unix,
+// root's, sticky, as X expects). The task dir is the task's to write, and a
+// restarted task may have left symlinks where these go: every step resolves
+// inside the task dir (os.Root), and ownership changes go through the opened
+// directory, never through a path. It returns the home dir's host path.
+func makeTaskDirs(taskDir string, uid, gid int) (string, error) {
+	root, err := os.OpenRoot(taskDir)
+	if err != nil {
+		return "", fmt.Errorf("open task dir: %w", err)
+	}
+	defer root.Close()
+	if err := ownedDir(root, "local/home", 0o700, uid, gid); err != nil {
+		return "", fmt.Errorf("create home dir: %w", err)
+	}
+	if err := ownedDir(root, "tmp/.X11-unix", 0o777|os.ModeSticky, 0, 0); err != nil {
+		return "", fmt.Errorf("create X socket dir: %w", err)
+	}
+	return filepath.Join(taskDir, "local", "home"), nil
+}
+
+// ownedDir makes name (inside root) a directory owned by uid:gid with mode
+// perm. Whatever is there and is not a directory (a symlink, a file) is
+// refused with an error, never followed or changed.
+func ownedDir(root *os.Root, name string, perm os.FileMode, uid, gid int) error {
+	notDir := fmt.Errorf("%s is not a directory (a symlink or file left by the task); refusing to use it", name)
+	if fi, err := root.Lstat(name); err == nil && !fi.IsDir() {
+		return notDir
+	}
+	if err := root.MkdirAll(name, perm.Perm()); err != nil {
+		return err
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+			return notDir
+		}
+		return err
+	}
+	defer f.Close()
+	if err := f.Chown(uid, gid); err != nil {
+		return err
+	}
+	return f.Chmod(perm)
+}
+
+// taskUser resolves the task's user: a dynamic workload user (nomad-<id>,
+// which Nomad assigns a task with no user and which no passwd file knows)
+// or a named account, with its supplementary groups (render, video: GPU
+// device nodes). An empty name means the agent's own user.
+func taskUser(name string, allowRoot bool) (uid, gid int, groups []int, err error) {
+	if _, perr := dynamic.Parse(name); perr == nil {
+		uid, gid, _, err = dynamic.LookupUser(name)
+		if err != nil {
+			return -1, -1, nil, fmt.Errorf("user: %q: %v", name, err)
+		}
+		return uid, gid, nil, nil
+	}
 	var u *user.User
-	var err error
 	if name == "" {
 		u, err = user.Current()
 	} else {
 		u, err = user.Lookup(name)
 	}
 	if err != nil {
-		return -1, -1, fmt.Errorf("user: %q is not a user on this node: %v", name, err)
+		return -1, -1, nil, fmt.Errorf("user: %q is not a user on this node: %v", name, err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
 	if uid == 0 && !allowRoot {
 		shown := name
 		if shown == "" {
 			shown = "(unset, so the agent's user root)"
 		}
-		return -1, -1, fmt.Errorf("user: the task would run as root %s; set the task's user to a non-root account (e.g. user = \"pixelstream\"): Unreal refuses to run as root and a root session would own the node's display and audio. An operator can allow it with allow_root = true in the plugin config", shown)
+		return -1, -1, nil, fmt.Errorf("user: the task would run as root %s; leave the task's user unset (Nomad gives every session a uid of its own) or name a non-root account: Unreal refuses to run as root and a root session would own the node's display and audio. An operator can allow it with allow_root = true in the plugin config", shown)
 	}
-	return uid, gid, nil
+	ids, _ := u.GroupIds()
+	for _, id := range ids {
+		if g, err := strconv.Atoi(id); err == nil && g != gid {
+			groups = append(groups, g)
+		}
+	}
+	return uid, gid, groups, nil
 }
 
 // checkExecutable reports whether path is a regular file uid:gid may execute.
-func checkExecutable(field, path string, uid, gid int) error {
-	fi, err := os.Stat(path)
+func checkExecutable(field, path string, uid, gid int, stat func(string) (os.FileInfo, error)) error {
+	fi, err := stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%s: %s does not exist; give a path relative to the task dir (where artifacts land, e.g. \"local/MyGame/MyGame.sh\") or an absolute path", field, path)
@@ -177,6 +237,17 @@ func checkExecutable(field, path string, uid, gid int) error {
 	return nil
 }
 
+// statInTaskDir stats rel inside taskDir, following symlinks only as long
+// as they stay inside it.
+func statInTaskDir(taskDir, rel string) (os.FileInfo, error) {
+	root, err := os.OpenRoot(taskDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return root.Stat(rel)
+}
+
 func inGroup(uid, primary, gid int) bool {
 	if primary == gid {
 		return true
@@ -194,24 +265,51 @@ func inGroup(uid, primary, gid int) bool {
 	return false
 }
 
-// makeRuntimeDir creates the task's private runtime dir under base: short
-// (unix socket paths), owned by the task user, mode 0700. A leftover from an
-// earlier run of the same task is replaced.
+// makeRuntimeDir creates the task's runtime dir under base: short (unix
+// socket paths), root's (the session's config with its secrets, the state
+// socket and the result live there, where the app cannot replace them),
+// with an empty dir the sandbox masks Nomad's private dir with and the task
+// user's own dir (X cookie, audio sockets). A leftover from an earlier run of
+// the same task is replaced. Nothing in base is the task's, so no path here
+// can be a symlink a task planted; the user dir is changed through its
+// descriptor all the same.
 func makeRuntimeDir(base, allocID, task string, uid, gid int) (string, error) {
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("runtime_dir: create %s: %w", base, err)
 	}
 	dir := filepath.Join(base, runtimeDirName(allocID, task))
 	_ = os.RemoveAll(dir)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o711); err != nil {
 		return "", fmt.Errorf("runtime_dir: create %s: %w", dir, err)
 	}
-	if err := os.Chown(dir, uid, gid); err != nil {
+	fail := func(err error) (string, error) {
 		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("runtime_dir: chown %s: %w", dir, err)
+		return "", fmt.Errorf("runtime_dir: %w", err)
+	}
+	// Mkdir applies the umask; the mode is the point here.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fail(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fail(err)
+	}
+	defer root.Close()
+	if err := root.Mkdir(emptyDirName, 0o500); err != nil {
+		return fail(err)
+	}
+	if err := root.Mkdir(sessionapi.UserDir, 0o700); err != nil {
+		return fail(err)
+	}
+	if err := ownedDir(root, sessionapi.UserDir, 0o700, uid, gid); err != nil {
+		return fail(err)
 	}
 	return dir, nil
 }
+
+// emptyDirName is a root-owned empty dir in the runtime dir, mounted over
+// the parts of the task dir the app must not see.
+const emptyDirName = "empty"
 
 // runtimeDirName is 8 characters of the alloc id and a hash of the task
 // name: unique per task on a node, 17 bytes long whatever the names are.

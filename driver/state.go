@@ -9,7 +9,7 @@ import (
 )
 
 // taskHandleVersion is the version of TaskState; bump it when its shape changes.
-const taskHandleVersion = 1
+const taskHandleVersion = 2
 
 // TaskState is what the driver stores in Nomad's task handle so a restarted
 // plugin can find the session again: the executor to reattach to and the
@@ -20,6 +20,8 @@ type TaskState struct {
 	Pid            int // the session supervisor
 	StartedAt      time.Time
 	RuntimeDir     string
+	// UID and GID are the task user's, for `nomad alloc exec`.
+	UID, GID int
 	// GPUs are the UUIDs of the GPUs the task was given, for GPU stats.
 	GPUs []string
 }

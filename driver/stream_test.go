@@ -75,7 +75,7 @@ func TestStreamThroughSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	startTask(t, h, task)
-	args := waitLog(t, task, "stdout", regexp.MustCompile(`-PixelStreamingURL=(ws://127\.0\.0\.1:\d+)`))
+	args := waitLog(t, task, "stdout", regexp.MustCompile(`-PixelStreamingURL=(ws://127\.0\.0\.1:\d+/\w+)`))
 	player := fmt.Sprintf("127.0.0.1:%d", httpPort)
 
 	readyz := func() int {
@@ -90,8 +90,32 @@ func TestStreamThroughSession(t *testing.T) {
 		t.Fatalf("/readyz before any streamer = %d", code)
 	}
 
+	// Nobody else may pose as the app: another user on the node who read
+	// the app's command line (key and all) is refused, and so is the
+	// task's own user without the key.
+	keyless := args[1][:strings.LastIndex(args[1], "/")+1]
+	for _, c := range []struct {
+		who  string
+		dial func() (*websocket.Conn, *http.Response, error)
+	}{
+		{"root, with the key", func() (*websocket.Conn, *http.Response, error) { return websocket.DefaultDialer.Dial(args[1], nil) }},
+		{"the task user, without the key", func() (*websocket.Conn, *http.Response, error) { return dialStreamerAs(t, testUser, keyless) }},
+	} {
+		conn, resp, err := c.dial()
+		if err == nil {
+			conn.Close()
+			t.Fatalf("%s: connected to the streamer port", c.who)
+		}
+		if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s: %v (%v), want 401", c.who, err, resp)
+		}
+	}
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz after refused streamers = %d", code)
+	}
+
 	// The stand-in streamer connects where the app was told to.
-	streamer, _, err := websocket.DefaultDialer.Dial(args[1], nil)
+	streamer, _, err := dialStreamerAs(t, testUser, args[1])
 	if err != nil {
 		t.Fatalf("streamer dial %s: %v", args[1], err)
 	}

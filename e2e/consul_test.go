@@ -184,7 +184,6 @@ job %[1]q {
     }
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "5s"
       config {
         executable   = %[3]q

@@ -35,7 +35,6 @@ job %q {
     }
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "5s"
       config {
         executable   = %q

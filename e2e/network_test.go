@@ -156,7 +156,6 @@ job %[1]q {
 %[4]s
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "5s"
 %[5]s
       config {

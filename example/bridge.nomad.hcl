@@ -44,7 +44,6 @@ job "pixelstream-bridge" {
 
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "10s"
 
       config {

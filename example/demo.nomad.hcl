@@ -28,7 +28,6 @@ job "pixelstream-demo" {
 
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "10s"
 
       config {

@@ -19,7 +19,6 @@ job "probe" {
 
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "5s"
 
       config {

@@ -119,7 +119,6 @@ job "pixelstream-session" {
 
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "10s"
 
       dynamic "template" {
@@ -128,6 +127,9 @@ job "pixelstream-session" {
           data        = "GATEWAY_SECRET={{ with nomadVar \"nomad/jobs/pixelstream-session\" }}{{ .gateway_secret }}{{ end }}"
           destination = "secrets/gateway.env"
           env         = true
+          # Root's and unreadable to the app: the session gets the value
+          # through its config; the driver refuses a readable one.
+          perms       = "0400"
         }
       }
 

@@ -27,7 +27,6 @@ job "pixelstream-tls" {
 
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_timeout = "10s"
 
       # Certificate, chain and key in one file from one template: a renewal

@@ -42,7 +42,6 @@ job "unreal-game" {
 
     task "game" {
       driver       = "pixelstream"
-      user         = "pixelstream"
       kill_signal  = "SIGINT"   # Unreal shuts down cleanly on SIGINT
       kill_timeout = "30s"
 
@@ -55,6 +54,9 @@ job "unreal-game" {
         data        = "PLAYER_TOKEN={{ with nomadVar \"nomad/jobs/unreal-game\" }}{{ .token }}{{ end }}"
         destination = "secrets/player.env"
         env         = true
+        # Root's and unreadable to the app: the session gets the value
+        # through its config; the driver refuses a readable one.
+        perms       = "0400"
       }
 
       config {

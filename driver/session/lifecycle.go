@@ -9,26 +9,22 @@ import (
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
-// Event kinds of the session's own lifecycle.
+// Timing of the session's own lifecycle.
 const (
-	EventIdleTimeout     = "idle_timeout"
-	EventMaxDuration     = "max_duration"
-	EventMaxWarning      = "max_duration_warning"
-	EventStartupTimeout  = "startup_timeout"
-	EventClaim           = "claim"
-	EventPlayers         = "players"
-	playerEventWindow    = 10 * time.Second
-	appTailLines         = 20
-	defaultLifecycleStop = 30 * time.Second
+	playerEventWindow = 10 * time.Second
+	appTailLines      = 20
 )
 
 // lifecycle holds the timers that let a session end itself: no player for
 // idle_timeout, max_session_duration reached (players warned first), or a
-// streamer that never identified within startup_timeout. All its methods run
-// on the supervise loop, except timeLeft, which /api/status calls.
+// streamer that never identified within startup_timeout. Its methods run
+// on the supervise loop, except timeLeft, which /api/status calls, and
+// claimChanged, which the signalling server's claim hook calls; the mutex
+// guards what those share.
 type lifecycle struct {
 	d config.Durations
 
@@ -52,7 +48,7 @@ type lifecycle struct {
 
 func newLifecycle(d config.Durations) *lifecycle {
 	if d.Stop == 0 {
-		d.Stop = defaultLifecycleStop
+		d.Stop = config.DefaultStopTimeout
 	}
 	return &lifecycle{d: d}
 }
@@ -198,7 +194,7 @@ func timerC(t *time.Timer) <-chan time.Time {
 	return t.C
 }
 
-// onStreamEvent runs on the supervise loop for every signalling event.
+// onLifecycleEvent runs on the supervise loop for every signalling event.
 func (s *supervisor) onLifecycleEvent(e signalling.Event) {
 	now := time.Now()
 	switch e.Kind {
@@ -207,7 +203,7 @@ func (s *supervisor) onLifecycleEvent(e signalling.Event) {
 	case signalling.PlayerConnected, signalling.PlayerDisconnected:
 		s.lc.playersChanged(e.Players, now)
 		if s.lc.playerEvent(e.Kind == signalling.PlayerConnected, now) {
-			s.store.emit(EventPlayers, s.lc.playerSummary(now), map[string]string{"players": fmt.Sprint(e.Players)})
+			s.store.emit(sessionapi.EventPlayers, s.lc.playerSummary(now), map[string]string{"players": fmt.Sprint(e.Players)})
 		}
 	}
 }
@@ -253,7 +249,7 @@ func (s *supervisor) onClaim(e playerhttp.ClaimEvent) {
 			msg += ": " + e.Reason
 		}
 	}
-	s.store.emit(EventClaim, msg, details)
+	s.store.emit(sessionapi.EventClaim, msg, details)
 }
 
 func orDash(s string) string {
@@ -265,16 +261,16 @@ func orDash(s string) string {
 
 // endSession stops the app because the session decided to end: the task
 // completes with exit code 0 and the event says why.
-func (s *supervisor) endSession(kind, msg string) *Result {
+func (s *supervisor) endSession(kind, msg string) *sessionapi.Result {
 	s.logger.Info("ending the session", "reason", msg)
 	s.store.emit(kind, msg, nil)
 	s.stopApp(lookupSignal(s.cfg.Task.StopSignal, syscall.SIGTERM), s.lc.d.Stop)
 	s.teardown()
-	return &Result{ExitCode: 0}
+	return &sessionapi.Result{ExitCode: 0}
 }
 
 // failStartup fails the task when the streamer never identified.
-func (s *supervisor) failStartup() *Result {
+func (s *supervisor) failStartup() *sessionapi.Result {
 	reason := fmt.Sprintf("startup_timeout: the app's streamer did not connect to signalling within %s", s.lc.d.Startup)
 	if tail := s.appTail.Tail(); len(tail) > 0 {
 		reason += "; the app's last output: " + strings.Join(tail[max(0, len(tail)-10):], " | ")
@@ -282,8 +278,8 @@ func (s *supervisor) failStartup() *Result {
 		reason += "; the app printed nothing"
 	}
 	s.logger.Error("startup timeout", "timeout", s.lc.d.Startup)
-	s.store.emit(EventStartupTimeout, "Session failed: "+reason, nil)
+	s.store.emit(sessionapi.EventStartupTimeout, "Session failed: "+reason, nil)
 	s.stopApp(lookupSignal(s.cfg.Task.StopSignal, syscall.SIGTERM), s.lc.d.Stop)
 	s.teardown()
-	return &Result{ExitCode: 1, Error: reason}
+	return &sessionapi.Result{ExitCode: 1, Error: reason}
 }

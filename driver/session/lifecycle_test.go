@@ -82,7 +82,7 @@ func TestLifecycleOff(t *testing.T) {
 	if l.idle != nil || l.max != nil || l.warn != nil || l.startup != nil || len(l.timeLeft()) != 0 {
 		t.Fatalf("timers armed without settings: %+v", l.timeLeft())
 	}
-	if l.d.Stop != defaultLifecycleStop {
-		t.Fatalf("stop timeout %s, want the default %s", l.d.Stop, defaultLifecycleStop)
+	if l.d.Stop != config.DefaultStopTimeout {
+		t.Fatalf("stop timeout %s, want the default %s", l.d.Stop, config.DefaultStopTimeout)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 )
 
 // TestEarlyFailureLeavesResult: a supervisor that cannot even read its
@@ -22,7 +24,7 @@ func TestEarlyFailureLeavesResult(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			path := filepath.Join(dir, ConfigFile)
+			path := filepath.Join(dir, sessionapi.ConfigFile)
 			if c.config != "" {
 				if err := os.WriteFile(path, []byte(c.config), 0o600); err != nil {
 					t.Fatal(err)
@@ -31,7 +33,7 @@ func TestEarlyFailureLeavesResult(t *testing.T) {
 			if code := Main([]string{"--config", path}); code != 1 {
 				t.Fatalf("exit code %d, want 1", code)
 			}
-			r, err := ReadResult(dir)
+			r, err := sessionapi.ReadResult(dir)
 			if err != nil {
 				t.Fatalf("no result left for the driver: %v", err)
 			}
@@ -47,7 +49,7 @@ func TestEarlyFailureLeavesResult(t *testing.T) {
 func TestEventsAcknowledgeDelivery(t *testing.T) {
 	s := newStateStore("1280x720")
 	for i := 0; i < 3; i++ {
-		s.emit(EventPlayers, "x", nil)
+		s.emit(sessionapi.EventPlayers, "x", nil)
 	}
 	steps := []struct {
 		after uint64

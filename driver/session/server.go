@@ -5,35 +5,24 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 )
 
 // longPoll is how long an events request waits for something new; short
 // enough that a driver that went away is noticed, long enough to be cheap.
 const longPoll = 25 * time.Second
 
-// StopRequest asks the supervisor to stop the app the way the job says.
-type StopRequest struct {
-	Signal  string        `json:"signal"`
-	Timeout time.Duration `json:"timeout"`
-}
-
-// serveState serves the state API on a unix socket only the task user and
-// root can reach (the runtime dir is 0700).
-func (s *supervisor) serveState(path string) (func(), error) {
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on state socket %s: %w", path, err)
-	}
+// serveState serves the state API on ln (from listenState).
+func (s *supervisor) serveState(ln net.Listener) func() {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+sessionapi.RouteState, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.store.snapshot())
 	})
-	mux.HandleFunc("GET /events", func(w http.ResponseWriter, r *http.Request) {
-		after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	mux.HandleFunc("GET "+sessionapi.RouteEvents, func(w http.ResponseWriter, r *http.Request) {
+		after, _ := strconv.ParseUint(r.URL.Query().Get(sessionapi.AfterParam), 10, 64)
 		t := time.NewTimer(longPoll)
 		defer t.Stop()
 		for {
@@ -45,15 +34,15 @@ func (s *supervisor) serveState(path string) (func(), error) {
 			select {
 			case <-changed:
 			case <-t.C:
-				writeJSON(w, []Event{})
+				writeJSON(w, []sessionapi.Event{})
 				return
 			case <-r.Context().Done():
 				return
 			}
 		}
 	})
-	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
-		var req StopRequest
+	mux.HandleFunc("POST "+sessionapi.RouteStop, func(w http.ResponseWriter, r *http.Request) {
+		var req sessionapi.StopRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			http.Error(w, "stop request: "+err.Error(), http.StatusBadRequest)
 			return
@@ -64,8 +53,8 @@ func (s *supervisor) serveState(path string) (func(), error) {
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
-	mux.HandleFunc("POST /signal", func(w http.ResponseWriter, r *http.Request) {
-		name := r.URL.Query().Get("signal")
+	mux.HandleFunc("POST "+sessionapi.RouteSignal, func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get(sessionapi.SignalParam)
 		if lookupSignal(name, 0) == 0 {
 			http.Error(w, fmt.Sprintf("signal %q is not a signal name such as SIGHUP", name), http.StatusBadRequest)
 			return
@@ -75,7 +64,9 @@ func (s *supervisor) serveState(path string) (func(), error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return func() { _ = srv.Close(); _ = os.Remove(path) }, nil
+	// The socket file stays: it is root's, in root's runtime dir, which the
+	// driver removes.
+	return func() { _ = srv.Close() }
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

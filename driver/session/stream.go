@@ -2,8 +2,11 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -11,17 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/turn"
-)
-
-// Event kinds of the stream.
-const (
-	EventStreamReady          = "stream_ready"
-	EventStreamerDisconnected = "streamer_disconnected"
-	// EventPlayerQuality: a player that reported its stream quality left;
-	// the message is its summary line.
-	EventPlayerQuality = "player_quality"
 )
 
 // stream is the session's signalling router, its player port and, when the
@@ -31,6 +26,8 @@ const (
 type stream struct {
 	signalling *playerhttp.Signalling
 	turn       *turn.Server
+	// key is the streamer URL's path, the app's credential on the streamer port.
+	key string
 }
 
 func (s *supervisor) startStream() error {
@@ -103,13 +100,28 @@ func (s *supervisor) startStream() error {
 	if playerListen == "" {
 		playerListen = "127.0.0.1:0"
 	}
+	// The streamer key goes to the app alone (its streamer URL); with the
+	// peer check it keeps every other process on the node off the
+	// streamer port.
+	key, err := newStreamerKey()
+	if err != nil {
+		return err
+	}
+	st.key = key
+	var peer func(local, remote net.Addr) error
+	if s.cfg.Sandboxed {
+		peer = streamerPeer(s.cfg.UID)
+	}
 	sig, err := playerhttp.Start(signalling.Config{
-		StreamerListen: "127.0.0.1:0",
-		MaxPlayers:     task.MaxPlayers,
-		Limits:         signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
-		Hooks:          hooks,
-		Registry:       registry,
-		Logger:         s.logger.Named("signalling"),
+		StreamerListen:  "127.0.0.1:0",
+		StreamerKey:     key,
+		StreamerPeer:    peer,
+		ReadyStreamerID: task.StreamerID,
+		MaxPlayers:      task.MaxPlayers,
+		Limits:          signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
+		Hooks:           hooks,
+		Registry:        registry,
+		Logger:          s.logger.Named("signalling"),
 	}, playerhttp.Config{
 		Listen:         playerListen,
 		PlayerToken:    task.Auth.Token,
@@ -129,7 +141,7 @@ func (s *supervisor) startStream() error {
 	}
 	st.signalling = sig
 	s.stream = st
-	s.store.setComponent(Component{Name: "signalling", State: "running"})
+	s.store.setComponent(sessionapi.Component{Name: "signalling", State: "running"})
 	details := map[string]string{"streamer": "ws://" + sig.StreamerAddr().String()}
 	msg := "Signalling listening for the streamer on " + sig.StreamerAddr().String()
 	pub := s.publicEndpoints(sig.PlayerAddr().String())
@@ -140,7 +152,7 @@ func (s *supervisor) startStream() error {
 		msg += " (bound to " + bound + " in the allocation's network namespace)"
 	}
 	if st.turn != nil {
-		s.store.setComponent(Component{Name: "turn", State: "running"})
+		s.store.setComponent(sessionapi.Component{Name: "turn", State: "running"})
 		details["turn"] = st.turn.Addr().String()
 		turnAt := st.turn.Addr().String()
 		if pub.TURN != "" && pub.TURN != turnAt {
@@ -149,30 +161,32 @@ func (s *supervisor) startStream() error {
 		}
 		msg += ", TURN on " + turnAt
 	}
-	s.store.emit(EventComponentStarted, msg, details)
+	s.store.emit(sessionapi.EventComponentStarted, msg, details)
 	return nil
 }
 
 func (s *supervisor) onStreamEvent(st *stream, e signalling.Event) {
-	s.store.update(func(state *State) {
+	s.store.update(func(state *sessionapi.State) {
 		state.Streamers, state.Players = e.Streamers, e.Players
-		state.StreamReady = e.Streamers > 0
+		// Ready is the configured streamer, not any: another id on the
+		// streamer port does not make the session ready for a visitor.
+		state.StreamReady = st.signalling != nil && st.signalling.Router.Ready()
 	})
 	switch e.Kind {
 	case signalling.StreamerIdentified:
-		if e.Streamers == 1 {
-			s.store.emit(EventStreamReady, fmt.Sprintf("Stream ready: streamer %q connected", e.StreamerID),
+		if e.StreamerID == s.cfg.Task.StreamerID {
+			s.store.emit(sessionapi.EventStreamReady, fmt.Sprintf("Stream ready: streamer %q connected", e.StreamerID),
 				map[string]string{"streamer_id": e.StreamerID})
 		}
 	case signalling.StreamerDisconnected:
-		s.store.emit(EventStreamerDisconnected, fmt.Sprintf("Streamer %q disconnected", e.StreamerID),
+		s.store.emit(sessionapi.EventStreamerDisconnected, fmt.Sprintf("Streamer %q disconnected", e.StreamerID),
 			map[string]string{"streamer_id": e.StreamerID})
 	case signalling.PlayerDisconnected:
 		if st.turn != nil {
 			st.turn.Revoke(e.PlayerID)
 		}
 		if e.Quality != "" {
-			s.store.emit(EventPlayerQuality, fmt.Sprintf("Player %s %s", e.PlayerID, e.Quality),
+			s.store.emit(sessionapi.EventPlayerQuality, fmt.Sprintf("Player %s %s", e.PlayerID, e.Quality),
 				map[string]string{"player_id": e.PlayerID})
 		}
 	}
@@ -210,4 +224,14 @@ func (s *supervisor) optionalTaskPath(p string) string {
 		return ""
 	}
 	return s.taskPath(p)
+}
+
+// newStreamerKey is 128 random bits, URL-safe: the path the app's streamer
+// connects to.
+func newStreamerKey() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("streamer key: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,6 +22,7 @@ import (
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/audio"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/display"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/logline"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -39,11 +41,12 @@ var forwardedSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGH
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT, syscall.SIGTSTP}
 
 type supervisor struct {
-	cfg    *Config
+	cfg    *sessionapi.Config
 	logger hclog.Logger
 	stderr io.Writer
+	result *os.File
 	store  *stateStore
-	stopCh chan StopRequest
+	stopCh chan sessionapi.StopRequest
 	sigCh  chan string
 
 	display *display.Display
@@ -61,13 +64,16 @@ type supervisor struct {
 
 // Run brings the session up, supervises it and tears it down. It returns the
 // result the supervisor process should exit with.
-func Run(cfg *Config, stderr io.Writer) *Result {
+//
+// state is the state socket's listener and result the result file, both
+// opened as root before the supervisor became the task user.
+func Run(cfg *sessionapi.Config, state net.Listener, result *os.File, stderr io.Writer) *sessionapi.Result {
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name: "pixelstream", Output: stderr, Level: hclog.Info,
 		DisableTime: true, // Nomad's log shipper and the user's terminal add their own
 	})
-	s := &supervisor{cfg: cfg, logger: logger, stderr: stderr, store: newStateStore(cfg.Task.Resolution),
-		stopCh: make(chan StopRequest, 1), sigCh: make(chan string, 4),
+	s := &supervisor{cfg: cfg, logger: logger, stderr: stderr, result: result, store: newStateStore(cfg.Task.Resolution),
+		stopCh: make(chan sessionapi.StopRequest, 1), sigCh: make(chan string, 4),
 		lc: newLifecycle(cfg.Task.Durations()), streamEvents: make(chan signalling.Event, 1024),
 		appTail: logline.New(nil, "", appTailLines)}
 
@@ -75,10 +81,7 @@ func Run(cfg *Config, stderr io.Writer) *Result {
 	// so teardown can find and stop them.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
-	closeState, err := s.serveState(cfg.Path(SocketFile))
-	if err != nil {
-		return s.finish(&Result{ExitCode: 1, Error: err.Error()})
-	}
+	closeState := s.serveState(state)
 	defer closeState()
 
 	sigs := make(chan os.Signal, 8)
@@ -86,9 +89,9 @@ func Run(cfg *Config, stderr io.Writer) *Result {
 	defer signal.Stop(sigs)
 
 	if err := s.start(); err != nil {
-		s.store.emit(EventComponentFailed, err.Error(), nil)
+		s.store.emit(sessionapi.EventComponentFailed, err.Error(), nil)
 		s.teardown()
-		return s.finish(&Result{ExitCode: 1, Error: err.Error()})
+		return s.finish(&sessionapi.Result{ExitCode: 1, Error: err.Error()})
 	}
 	return s.finish(s.supervise(sigs))
 }
@@ -99,20 +102,20 @@ func (s *supervisor) start() error {
 	defer cancel()
 	d, err := display.Start(ctx, display.Config{
 		XvfbPath: s.cfg.XvfbPath, Width: res.Width, Height: res.Height, Depth: s.cfg.Task.Depth,
-		AuthFile: s.cfg.Path(AuthFile), Log: s.stderr, Logger: s.logger.Named("display"),
+		AuthFile: s.cfg.UserPath(sessionapi.AuthFile), Private: s.cfg.Sandboxed, Log: s.stderr, Logger: s.logger.Named("display"),
 	})
 	if err != nil {
 		return fmt.Errorf("start display: %w", err)
 	}
 	s.display = d
-	s.store.setComponent(Component{Name: "xvfb", Pid: d.Pid(), State: "running"})
+	s.store.setComponent(sessionapi.Component{Name: "xvfb", Pid: d.Pid(), State: "running"})
 	if s.cfg.Task.Render != config.RenderNone {
 		if err := requireGLX(d); err != nil {
 			return err
 		}
 	}
-	s.store.update(func(st *State) { st.Display = d.Name() })
-	s.store.emit(EventDisplayReady, fmt.Sprintf("Display %s ready (%s)", d.Name(), res), map[string]string{"display": d.Name()})
+	s.store.update(func(st *sessionapi.State) { st.Display = d.Name() })
+	s.store.emit(sessionapi.EventDisplayReady, fmt.Sprintf("Display %s ready (%s)", d.Name(), res), map[string]string{"display": d.Name()})
 
 	if s.cfg.Task.Audio {
 		if err := s.startAudio(); err != nil {
@@ -125,11 +128,14 @@ func (s *supervisor) start() error {
 	if err := s.startStream(); err != nil {
 		return err
 	}
-	streamerURL := "ws://" + s.stream.signalling.StreamerAddr().String()
-	s.store.update(func(st *State) { st.StreamerURL = streamerURL })
+	// The state (and so the driver's task attributes, which anyone who may
+	// read the job sees) gets the address without the key.
+	streamerAddr := "ws://" + s.stream.signalling.StreamerAddr().String()
+	s.store.update(func(st *sessionapi.State) { st.StreamerURL = streamerAddr })
+	streamerURL := streamerAddr + "/" + s.stream.key
 
 	env := s.sessionEnv()
-	if err := writeEnvFile(s.cfg.Path(EnvFile), env); err != nil {
+	if err := writeEnvFile(s.cfg.UserPath(sessionapi.EnvFile), env); err != nil {
 		return err
 	}
 	return s.startApp(streamerURL, env)
@@ -155,12 +161,12 @@ func (s *supervisor) startAudio() error {
 	defer cancel()
 	t0 := time.Now()
 	st, err := audio.Start(ctx, audio.Config{
-		RuntimeDir: s.cfg.Path(AudioDir),
-		StateDir:   s.cfg.Path(AudioState),
+		RuntimeDir: s.cfg.UserPath(sessionapi.AudioDir),
+		StateDir:   s.cfg.UserPath(sessionapi.AudioState),
 		Log:        s.stderr,
 		Logger:     s.logger.Named("audio"),
 		OnRestart: func(component string, attempt int, reason string) {
-			s.store.emit(EventComponentRestart, fmt.Sprintf("Restarted %s (attempt %d): %s", component, attempt, reason),
+			s.store.emit(sessionapi.EventComponentRestart, fmt.Sprintf("Restarted %s (attempt %d): %s", component, attempt, reason),
 				map[string]string{"component": component})
 			s.publishAudio()
 		},
@@ -170,13 +176,13 @@ func (s *supervisor) startAudio() error {
 	}
 	s.audio = st
 	s.publishAudio()
-	s.store.emit(EventAudioReady, fmt.Sprintf("Audio ready in %s (PipeWire, default sink %s)", time.Since(t0).Round(time.Millisecond), audio.SinkName), nil)
+	s.store.emit(sessionapi.EventAudioReady, fmt.Sprintf("Audio ready in %s (PipeWire, default sink %s)", time.Since(t0).Round(time.Millisecond), audio.SinkName), nil)
 	return nil
 }
 
 func (s *supervisor) publishAudio() {
 	for _, c := range s.audio.Components() {
-		s.store.setComponent(Component{Name: c.Name, Pid: c.PID, State: c.State})
+		s.store.setComponent(sessionapi.Component{Name: c.Name, Pid: c.PID, State: c.State})
 	}
 }
 
@@ -220,18 +226,18 @@ func (s *supervisor) startApp(streamerURL string, sessionEnv []string) error {
 	}()
 	pid := cmd.Process.Pid
 	s.lc.appStarted(time.Now())
-	s.store.setComponent(Component{Name: "app", Pid: pid, State: "running"})
-	s.store.update(func(st *State) { st.Phase = PhaseRunning; st.AppPid = pid })
+	s.store.setComponent(sessionapi.Component{Name: "app", Pid: pid, State: "running"})
+	s.store.update(func(st *sessionapi.State) { st.Phase = sessionapi.PhaseRunning; st.AppPid = pid })
 	// No arguments in the event: Nomad shows event details to anyone who may
 	// read the job, and arguments may carry secrets.
-	s.store.emit(EventAppStarted, fmt.Sprintf("App started (pid %d) on display %s", pid, s.display.Name()),
+	s.store.emit(sessionapi.EventAppStarted, fmt.Sprintf("App started (pid %d) on display %s", pid, s.display.Name()),
 		map[string]string{"pid": strconv.Itoa(pid), "executable": filepath.Base(s.cfg.Executable), "arg_count": strconv.Itoa(len(args))})
 	s.logger.Info("app started", "pid", pid, "executable", s.cfg.Executable, "display", s.display.Name())
 	return nil
 }
 
 // supervise waits for the app to exit, a component to die, or a stop.
-func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
+func (s *supervisor) supervise(sigs <-chan os.Signal) *sessionapi.Result {
 	for {
 		select {
 		case <-s.appDone:
@@ -239,7 +245,7 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 			return appResult(s.appState)
 
 		case <-s.display.Done():
-			s.store.setComponent(Component{Name: "xvfb", Pid: s.display.Pid(), State: "dead"})
+			s.store.setComponent(sessionapi.Component{Name: "xvfb", Pid: s.display.Pid(), State: "dead"})
 			return s.failComponent("xvfb", "Xvfb exited: "+s.display.ExitReason())
 
 		case err := <-s.audioFailed():
@@ -257,25 +263,25 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 			s.onLifecycleEvent(e)
 
 		case <-timerC(s.lc.playerFlush):
-			s.store.emit(EventPlayers, s.lc.playerSummary(time.Now()), nil)
+			s.store.emit(sessionapi.EventPlayers, s.lc.playerSummary(time.Now()), nil)
 
 		case <-timerC(s.lc.idle):
-			return s.endSession(EventIdleTimeout, fmt.Sprintf("Idle timeout: no player connected for %s; ending the session", s.lc.d.Idle))
+			return s.endSession(sessionapi.EventIdleTimeout, fmt.Sprintf("Idle timeout: no player connected for %s; ending the session", s.lc.d.Idle))
 
 		case <-timerC(s.lc.warn):
 			text := fmt.Sprintf("This session ends in %s (maximum session duration).", s.lc.d.Warning)
 			n := s.stream.signalling.Router.WarnPlayers(text, int(s.lc.d.Warning.Seconds()))
-			s.store.emit(EventMaxWarning, fmt.Sprintf("Warned %s: session ends in %s", plural(n, "player", "players"), s.lc.d.Warning), nil)
+			s.store.emit(sessionapi.EventMaxWarning, fmt.Sprintf("Warned %s: session ends in %s", plural(n, "player", "players"), s.lc.d.Warning), nil)
 
 		case <-timerC(s.lc.max):
-			return s.endSession(EventMaxDuration, fmt.Sprintf("Max session duration reached (%s); ending the session", s.lc.d.MaxSession))
+			return s.endSession(sessionapi.EventMaxDuration, fmt.Sprintf("Max session duration reached (%s); ending the session", s.lc.d.MaxSession))
 
 		case <-timerC(s.lc.startup):
 			return s.failStartup()
 
 		case req := <-s.stopCh:
 			sig := lookupSignal(req.Signal, syscall.SIGTERM)
-			s.store.emit(EventStopRequested, fmt.Sprintf("Stopping app with %s, SIGKILL after %s", signalName(sig), req.Timeout), nil)
+			s.store.emit(sessionapi.EventStopRequested, fmt.Sprintf("Stopping app with %s, SIGKILL after %s", signalName(sig), req.Timeout), nil)
 			s.stopApp(sig, req.Timeout)
 			s.teardown()
 			return appResult(s.appState)
@@ -293,9 +299,9 @@ func (s *supervisor) supervise(sigs <-chan os.Signal) *Result {
 
 // failComponent ends the session because a component it depends on died:
 // the app is stopped and the task fails with the reason.
-func (s *supervisor) failComponent(component, reason string) *Result {
+func (s *supervisor) failComponent(component, reason string) *sessionapi.Result {
 	s.logger.Error("component failed, stopping the session", "component", component, "reason", reason)
-	s.store.emit(EventComponentFailed, "Session failed: "+reason, map[string]string{"component": component})
+	s.store.emit(sessionapi.EventComponentFailed, "Session failed: "+reason, map[string]string{"component": component})
 	s.stopApp(syscall.SIGTERM, failedComponentGrace)
 	s.teardown()
 	r := appResult(s.appState)
@@ -325,7 +331,7 @@ func (s *supervisor) stopApp(sig syscall.Signal, timeout time.Duration) {
 	if s.app == nil {
 		return
 	}
-	s.store.update(func(st *State) { st.Phase = PhaseStopping })
+	s.store.update(func(st *sessionapi.State) { st.Phase = sessionapi.PhaseStopping })
 	s.signalApp(sig)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -341,7 +347,7 @@ func (s *supervisor) stopApp(sig syscall.Signal, timeout time.Duration) {
 // teardown stops everything but the app, in reverse start order, after the
 // app is gone; it also reaps whatever the app left behind.
 func (s *supervisor) teardown() {
-	s.store.update(func(st *State) { st.Phase = PhaseStopping })
+	s.store.update(func(st *sessionapi.State) { st.Phase = sessionapi.PhaseStopping })
 	if s.app != nil {
 		<-s.appDone
 		// Leftovers in the app's group, and orphans reparented to us.
@@ -362,11 +368,11 @@ func (s *supervisor) teardown() {
 		if err := s.display.Stop(context.Background()); err != nil {
 			s.logger.Warn("display did not stop cleanly", "display", s.display.Name(), "error", err)
 		}
-		s.store.setComponent(Component{Name: "xvfb", Pid: s.display.Pid(), State: "stopped"})
+		s.store.setComponent(sessionapi.Component{Name: "xvfb", Pid: s.display.Pid(), State: "stopped"})
 	}
 	// Whatever is still a child of ours now is an orphan the app left.
 	killOrphans()
-	if err := os.Remove(s.cfg.Path(EnvFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(s.cfg.UserPath(sessionapi.EnvFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.logger.Warn("remove session env file", "error", err)
 	}
 }
@@ -407,26 +413,26 @@ func ppid(pid int) int {
 	return p
 }
 
-func appResult(ps *os.ProcessState) *Result {
+func appResult(ps *os.ProcessState) *sessionapi.Result {
 	if ps == nil {
-		return &Result{ExitCode: 1}
+		return &sessionapi.Result{ExitCode: 1}
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return &Result{ExitCode: 128 + int(ws.Signal()), Signal: int(ws.Signal())}
+		return &sessionapi.Result{ExitCode: 128 + int(ws.Signal()), Signal: int(ws.Signal())}
 	}
-	return &Result{ExitCode: ps.ExitCode()}
+	return &sessionapi.Result{ExitCode: ps.ExitCode()}
 }
 
 // finish records the result for the driver and logs it.
-func (s *supervisor) finish(r *Result) *Result {
+func (s *supervisor) finish(r *sessionapi.Result) *sessionapi.Result {
 	r.AppStarted = s.app != nil
-	s.store.update(func(st *State) { st.Phase = PhaseExited })
+	s.store.update(func(st *sessionapi.State) { st.Phase = sessionapi.PhaseExited })
 	msg := fmt.Sprintf("App exited with code %d", r.ExitCode)
 	if r.Signal != 0 {
 		msg = fmt.Sprintf("App killed by %s", signalName(syscall.Signal(r.Signal)))
 	}
-	s.store.emit(EventAppExited, msg, nil)
-	if err := WriteResult(s.cfg.RuntimeDir, r); err != nil {
+	s.store.emit(sessionapi.EventAppExited, msg, nil)
+	if err := sessionapi.WriteResult(s.result, r); err != nil {
 		s.logger.Error("driver will not know why the session ended", "error", err)
 	}
 	if r.Error != "" {

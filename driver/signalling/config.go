@@ -23,6 +23,16 @@ type Config struct {
 	SFUListen string
 	// MaxPlayers caps the players subscribed to one streamer; 0 = unlimited.
 	MaxPlayers int
+	// StreamerKey, when set, is required from streamers: they connect to
+	// ws://<streamer addr>/<key>; any other path is refused with 401 at
+	// the upgrade. A session always sets one and tells only its app.
+	StreamerKey string
+	// StreamerPeer, when set, vets a streamer's TCP connection before its
+	// upgrade (a session refuses processes of other users on the node).
+	StreamerPeer func(local, remote net.Addr) error
+	// ReadyStreamerID, when set, is the streamer /readyz waits for: other
+	// ids the streamer port may see do not make the session ready.
+	ReadyStreamerID string
 	// PeerConnectionOptions is the static peerConnectionOptions object sent in
 	// config messages; nil means {}.
 	PeerConnectionOptions json.RawMessage

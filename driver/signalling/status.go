@@ -85,6 +85,10 @@ func sortIDs(ids []string) { sort.Slice(ids, func(i, j int) bool { return idLess
 func (s *Server) Ready() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if id := s.cfg.ReadyStreamerID; id != "" {
+		_, ok := s.streamers[id]
+		return ok
+	}
 	return len(s.order) > 0
 }
 

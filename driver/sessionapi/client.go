@@ -1,4 +1,4 @@
-package session
+package sessionapi
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func NewClient(socketPath string) *Client {
 // State returns the supervisor's current state.
 func (c *Client) State(ctx context.Context) (State, error) {
 	var st State
-	err := c.get(ctx, "/state", &st)
+	err := c.get(ctx, RouteState, &st)
 	return st, err
 }
 
@@ -42,7 +42,7 @@ func (c *Client) State(ctx context.Context) (State, error) {
 // nothing happened within the poll window.
 func (c *Client) Events(ctx context.Context, after uint64) ([]Event, error) {
 	var evs []Event
-	err := c.get(ctx, "/events?after="+strconv.FormatUint(after, 10), &evs)
+	err := c.get(ctx, RouteEvents+"?"+AfterParam+"="+strconv.FormatUint(after, 10), &evs)
 	return evs, err
 }
 
@@ -50,7 +50,7 @@ func (c *Client) Events(ctx context.Context, after uint64) ([]Event, error) {
 // after timeout, and then to tear the session down.
 func (c *Client) Stop(ctx context.Context, signal string, timeout time.Duration) error {
 	b, _ := json.Marshal(StopRequest{Signal: signal, Timeout: timeout})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://session/stop", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://session"+RouteStop, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (c *Client) Stop(ctx context.Context, signal string, timeout time.Duration)
 
 // Signal sends a signal (by name, e.g. "SIGHUP") to the app's process group.
 func (c *Client) Signal(ctx context.Context, signal string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://session/signal?signal="+url.QueryEscape(signal), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://session"+RouteSignal+"?"+SignalParam+"="+url.QueryEscape(signal), nil)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,9 @@
-// Package session is the per-task supervisor: it runs as the task's user
-// under Nomad's executor, brings up the session's components in order
-// (display, then the app), publishes their state on a unix socket for the
-// driver, and tears everything down in reverse when the app ends or the
-// driver asks it to stop.
-package session
+// Package sessionapi is the contract between the driver and a session
+// supervisor, the two processes of a task: the session config the driver
+// writes, the state socket's routes, state and events, the stop request, the
+// client the driver uses, and the result the supervisor leaves. Both sides
+// import it; neither imports the other.
+package sessionapi
 
 import (
 	"crypto/sha256"
@@ -12,13 +12,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
 )
 
 // Config is everything the driver tells a supervisor. The driver writes it as
-// JSON into the session's runtime dir (mode 0600, owned by the task user),
-// because the executor passes no stdin and argv is world-readable.
+// JSON into the session's runtime dir, root's and mode 0600: it carries the
+// session's secrets (player token, gateway secret), and the supervisor reads
+// it as root inside its sandbox before it becomes the task user. The
+// executor passes no stdin and argv is world-readable.
 type Config struct {
 	AllocID  string `json:"alloc_id"`
 	TaskName string `json:"task_name"`
@@ -28,7 +31,8 @@ type Config struct {
 	Executable string `json:"executable"`
 	TaskDir    string `json:"task_dir"`
 	HomeDir    string `json:"home_dir"`
-	// RuntimeDir is short (sun_path limit), owned by the task user, 0700.
+	// RuntimeDir is short (sun_path limit) and root's (0711); the task
+	// user's own files are in its UserDir.
 	RuntimeDir string `json:"runtime_dir"`
 	XvfbPath   string `json:"xvfb_path"`
 
@@ -51,14 +55,31 @@ type Config struct {
 	// TURN relays bind to it and advertise it (the host address is not local
 	// there). "" in host mode; in a namespace "" means find it.
 	RelayIP string `json:"relay_ip,omitempty"`
+
+	// UID, GID and Groups are the task user the supervisor becomes once it
+	// has read this file and bound its state socket (it starts as root
+	// inside its sandbox, with no capability beyond changing its ids).
+	UID    int   `json:"uid"`
+	GID    int   `json:"gid"`
+	Groups []int `json:"groups,omitempty"`
+	// HiddenEnv names the task's environment variables the app must not
+	// see: they carry a secret the session was given (their value is one of
+	// the config's secrets, or they are Nomad's, Vault's or Consul's tokens).
+	HiddenEnv []string `json:"hidden_env,omitempty"`
+	// Sandboxed says the session runs in its own mount namespace with a
+	// private /tmp: the display needs no node-wide socket to pick its number.
+	Sandboxed bool `json:"sandboxed,omitempty"`
 }
 
-// File names inside the runtime dir, shared by the driver and the supervisor.
+// File names inside the runtime dir, shared by the driver and the
+// supervisor. The first three are root's; UserDir is the task user's, and
+// the rest are inside it.
 const (
 	ConfigFile = "session.json"
 	SocketFile = "session.sock"
-	EnvFile    = "env"
 	ResultFile = "result.json"
+	UserDir    = "user"
+	EnvFile    = "env"
 	AuthFile   = "Xauthority"
 	AudioDir   = "audio"
 	AudioState = "audio-state"
@@ -75,13 +96,25 @@ func (c *Config) SessionID() string {
 // Path joins a file name to the runtime dir.
 func (c *Config) Path(name string) string { return filepath.Join(c.RuntimeDir, name) }
 
-// Write stores the config for the supervisor to load.
+// UserPath joins a file name to the task user's dir in the runtime dir.
+func (c *Config) UserPath(name string) string { return filepath.Join(c.RuntimeDir, UserDir, name) }
+
+// Write stores the config for the supervisor to load: a new file, root's,
+// mode 0600, never through an existing name.
 func (c *Config) Write() error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encode session config: %w", err)
 	}
-	if err := os.WriteFile(c.Path(ConfigFile), b, 0o600); err != nil {
+	f, err := os.OpenFile(c.Path(ConfigFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("write session config: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write session config: %w", err)
+	}
+	if err := f.Close(); err != nil {
 		return fmt.Errorf("write session config: %w", err)
 	}
 	return nil
@@ -111,13 +144,28 @@ type Result struct {
 	AppStarted bool `json:"app_started,omitempty"`
 }
 
-// WriteResult leaves r in runtimeDir for the driver.
-func WriteResult(runtimeDir string, r *Result) error {
+// OpenResult creates the result file the supervisor will write its Result
+// to. The supervisor opens it while it is still root (the runtime dir is
+// root's) and keeps the descriptor.
+func OpenResult(runtimeDir string) (*os.File, error) {
+	path := filepath.Join(runtimeDir, ResultFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open session result: %w", err)
+	}
+	return f, nil
+}
+
+// WriteResult writes r into a result file from OpenResult.
+func WriteResult(f *os.File, r *Result) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode session result: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(runtimeDir, ResultFile), b, 0o600); err != nil {
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("write session result: %w", err)
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("write session result: %w", err)
 	}
 	return nil
