@@ -56,7 +56,11 @@ func (s *Server) pageHandler() (http.Handler, error) {
 	if !ok {
 		s.log.Warn("player page bundle not embedded; serving build instructions", "build", "npm --prefix web ci && npm --prefix web run build")
 	}
-	return staticFiles(page, s.log), nil
+	assets, err := precompressed(page)
+	if err != nil {
+		return nil, err
+	}
+	return servePrecompressed(assets), nil
 }
 
 // staticFiles serves regular files of fsys: a directory serves its
