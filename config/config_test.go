@@ -329,6 +329,10 @@ runtime_dir = "/run/ps"`, ""},
 		{"no_gpu unknown", `no_gpu = "maybe"`, "no_gpu"},
 		{"no_gpu software", `no_gpu = "software"
 gpu_isolation = false`, ""},
+		{"sandbox paths extended", `sandbox_paths = ["/usr", "/etc", "/opt/unreal"]`, ""},
+		{"sandbox path relative", `sandbox_paths = ["usr"]`, "sandbox_paths[0]"},
+		{"sandbox path root", `sandbox_paths = ["/usr", "/"]`, "sandbox_paths[1]"},
+		{"sandbox path over runtime dir", `sandbox_paths = ["/run"]`, "sandbox_paths[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -341,7 +345,7 @@ gpu_isolation = false`, ""},
 				if err != nil {
 					t.Fatalf("rejected: %v", err)
 				}
-				if pc.XvfbPath == "" || pc.RuntimeDir == "" {
+				if pc.XvfbPath == "" || pc.RuntimeDir == "" || len(pc.SandboxPaths) == 0 {
 					t.Fatalf("defaults not applied: %+v", pc)
 				}
 				return

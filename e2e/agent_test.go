@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
 )
 
 // repo is the repository root; the e2e tests use what `make build nomad` wrote.
@@ -49,6 +51,20 @@ func freePort(t *testing.T) int {
 
 // agentOption changes the agent's configuration before it starts.
 type agentOption func(t *testing.T, cfg string) string
+
+// withSandboxPaths lets sessions see more of the node (plugin config
+// sandbox_paths: the defaults and paths), as an operator sets it for apps
+// installed outside the task dir.
+func withSandboxPaths(paths ...string) agentOption {
+	return func(t *testing.T, cfg string) string {
+		all := append(append([]string(nil), config.DefaultSandboxPaths...), paths...)
+		quoted, _ := json.Marshal(all)
+		if !strings.Contains(cfg, "    runtime_dir = ") {
+			t.Fatal("the agent config has no runtime_dir line to put sandbox_paths next to")
+		}
+		return strings.Replace(cfg, "    runtime_dir = ", fmt.Sprintf("    sandbox_paths = %s\n    runtime_dir = ", quoted), 1)
+	}
+}
 
 func startAgent(t *testing.T, opts ...agentOption) *agent {
 	t.Helper()

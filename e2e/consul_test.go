@@ -267,7 +267,18 @@ func TestConsulService(t *testing.T) {
 	// The Nomad agent takes its Consul address from CONSUL_HTTP_ADDR when its
 	// config has no consul block (Nomad's documented default).
 	t.Setenv("CONSUL_HTTP_ADDR", c.addr)
-	a := startAgent(t)
+	// The reconnect case runs the streamer under a shell that outlives it
+	// and starts it again once a gate file appears, as Unreal reconnects to
+	// signalling after a drop. The shell's arguments name the streamer and
+	// the gate on the node: the plugin config lets sessions see both, as an
+	// operator whose launcher uses node paths would set it.
+	gate, err := os.MkdirTemp("", "pixelstream-consul-gate-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(gate) })
+	_ = os.Chmod(gate, 0o755)
+	a := startAgent(t, withSandboxPaths(filepath.Dir(bin("streamer")), gate))
 	// Nomad places jobs with Consul services only on nodes where it has
 	// fingerprinted Consul.
 	a.eventually(60*time.Second, "the node to fingerprint consul", func() bool {
@@ -295,16 +306,7 @@ func TestConsulService(t *testing.T) {
 	t.Run("passing while the streamer is connected, critical when it goes, passing when it is back", func(t *testing.T) {
 		a.t = t
 		const id = "consul-e2e-streamer"
-		// The streamer runs under a shell that outlives it and starts it again
-		// once the gate file appears, as Unreal reconnects to signalling after
-		// a drop: the task keeps running while the stream is gone. The gate is
-		// not under t.TempDir(), whose parent the task user cannot enter.
-		gate, err := os.MkdirTemp("", "pixelstream-consul-gate-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.RemoveAll(gate) })
-		_ = os.Chmod(gate, 0o755)
+		// The task keeps running while the stream is gone (see the gate above).
 		script := fmt.Sprintf(`"$0" "$@"; until [ -e %q ]; do sleep 0.2; done; exec "$0" "$@"`, filepath.Join(gate, "again"))
 		a.nomad("job", "run", "-detach", consulJob(t, "consul-ready", id, "/bin/sh", "-c", script, bin("streamer")))
 		al := a.waitAlloc("consul-ready", "running")

@@ -36,11 +36,6 @@ type Config struct {
 	// Log receives Xvfb's output, one prefixed line at a time.
 	Log    io.Writer
 	Logger hclog.Logger
-	// Private says /tmp is the session's own (a sandbox's mount namespace):
-	// the display then has no abstract-namespace socket, which every
-	// process sharing the network namespace could reach, and display
-	// numbers need not be unique on the node.
-	Private bool
 	// ExtraArgs are appended to Xvfb's command line (tests use them to
 	// start a display without an extension).
 	ExtraArgs []string
@@ -85,20 +80,20 @@ func Start(ctx context.Context, cfg Config) (*Display, error) {
 		"-displayfd", "3",
 		"-screen", "0", fmt.Sprintf("%dx%dx%d", cfg.Width, cfg.Height, cfg.Depth),
 		"-auth", cfg.AuthFile,
-		// No TCP. Outside a sandbox the abstract-namespace socket stays on
-		// although any local process can reach it: with -displayfd it is how
-		// Xvfb detects a display number already in use (no lock file is
-		// written in that mode, and the filesystem socket is silently
-		// replaced), and the cookie in AuthFile keeps other users out. In a
-		// sandbox (Private) it goes too.
+		// No TCP. The abstract-namespace socket stays on although any
+		// process in the network namespace can reach it (the cookie in
+		// AuthFile keeps them out): with -displayfd it is how Xvfb detects a
+		// display number already in use (no lock file is written in that
+		// mode, and the filesystem socket is silently replaced), and X
+		// clients try it before the file socket. A session in its own mount
+		// namespace (private /tmp) that turned it off would leave its
+		// display's abstract name free for another process in the node's
+		// network namespace to take, and the app would connect there.
 		"-nolisten", "tcp",
 		// Keep the server's state when the last client disconnects: the app
 		// may reconnect (crash handler, launcher scripts).
 		"-noreset",
 	)
-	if cfg.Private {
-		d.cmd.Args = append(d.cmd.Args, "-nolisten", "local")
-	}
 	d.cmd.Args = append(d.cmd.Args, cfg.ExtraArgs...)
 	d.cmd.ExtraFiles = []*os.File{w}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log

@@ -102,7 +102,7 @@ func (s *supervisor) start() error {
 	defer cancel()
 	d, err := display.Start(ctx, display.Config{
 		XvfbPath: s.cfg.XvfbPath, Width: res.Width, Height: res.Height, Depth: s.cfg.Task.Depth,
-		AuthFile: s.cfg.UserPath(sessionapi.AuthFile), Private: s.cfg.Sandboxed, Log: s.stderr, Logger: s.logger.Named("display"),
+		AuthFile: s.cfg.UserPath(sessionapi.AuthFile), Log: s.stderr, Logger: s.logger.Named("display"),
 	})
 	if err != nil {
 		return fmt.Errorf("start display: %w", err)

@@ -66,8 +66,9 @@ type Config struct {
 	// see: they carry a secret the session was given (their value is one of
 	// the config's secrets, or they are Nomad's, Vault's or Consul's tokens).
 	HiddenEnv []string `json:"hidden_env,omitempty"`
-	// Sandboxed says the session runs in its own mount namespace with a
-	// private /tmp: the display needs no node-wide socket to pick its number.
+	// Sandboxed says the session runs in the driver's sandbox (its own
+	// namespaces, the task user's uid): the streamer port then checks that
+	// connections come from that uid.
 	Sandboxed bool `json:"sandboxed,omitempty"`
 }
 

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -118,15 +119,12 @@ func main() {
 		stopOverSocket("POST /stop to victim state socket", filepath.Join(*victimRuntime, "session.sock"))
 		dialUnix("connect to victim PipeWire socket", filepath.Join(*victimRuntime, "user", "audio", "pipewire-0"))
 	}
-	// The X display: no TCP, no abstract socket; the file socket is in each
-	// sandbox's own /tmp.
+	// The X display: other sessions' displays are on abstract sockets of the
+	// node's network namespace (host mode); opening one takes its cookie.
 	for n := 0; n < 4; n++ {
-		dialUnix(fmt.Sprintf("connect to abstract X socket @/tmp/.X11-unix/X%d", n), "@/tmp/.X11-unix/X"+strconv.Itoa(n))
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", 6000+n), time.Second)
-		if c != nil {
-			c.Close()
-		}
-		report(fmt.Sprintf("connect to X over TCP :%d", n), err != nil, errString(err))
+		xAttempt(fmt.Sprintf("open X display :%d through its abstract socket, no cookie", n), "unix", "@/tmp/.X11-unix/X"+strconv.Itoa(n), nil)
+		xAttempt(fmt.Sprintf("open X display :%d through its abstract socket, a guessed cookie", n), "unix", "@/tmp/.X11-unix/X"+strconv.Itoa(n), []byte("0123456789abcdef"))
+		xAttempt(fmt.Sprintf("open X display :%d over TCP", n), "tcp", fmt.Sprintf("127.0.0.1:%d", 6000+n), nil)
 	}
 	if *victimStream != "" {
 		hijackStreamer(*victimStream)
@@ -265,4 +263,45 @@ func inChildPIDNamespace() bool {
 		}
 	}
 	return false
+}
+
+// xAttempt opens an X connection the way libxcb does and reports it as
+// blocked unless the server answers the setup with Success.
+func xAttempt(name, network, addr string, cookie []byte) {
+	c, err := net.DialTimeout(network, addr, time.Second)
+	if err != nil {
+		report(name, true, err.Error())
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	authName := ""
+	if cookie != nil {
+		authName = "MIT-MAGIC-COOKIE-1"
+	}
+	pad := func(n int) int { return (4 - n%4) % 4 }
+	req := []byte{'l', 0, 11, 0, 0, 0, byte(len(authName)), byte(len(authName) >> 8), byte(len(cookie)), byte(len(cookie) >> 8), 0, 0}
+	req = append(req, authName...)
+	req = append(req, make([]byte, pad(len(authName)))...)
+	req = append(req, cookie...)
+	req = append(req, make([]byte, pad(len(cookie)))...)
+	if _, err := c.Write(req); err != nil {
+		report(name, true, err.Error())
+		return
+	}
+	reply := make([]byte, 8)
+	if _, err := io.ReadFull(c, reply); err != nil {
+		report(name, true, "connection closed: "+err.Error())
+		return
+	}
+	switch reply[0] {
+	case 1:
+		report(name, false, "X server accepted the connection")
+	case 0:
+		reason := make([]byte, int(reply[1]))
+		_, _ = io.ReadFull(c, reason)
+		report(name, true, "X server refused: "+strings.TrimSpace(string(reason)))
+	default:
+		report(name, true, fmt.Sprintf("X server answered %d (authenticate)", reply[0]))
+	}
 }
