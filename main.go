@@ -26,6 +26,8 @@ import (
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
+		case driver.ExecutorCommand:
+			os.Exit(driver.ServeExecutor(os.Args[2:]))
 		case "session":
 			os.Exit(session.Main(os.Args[2:]))
 		case "signalling":

@@ -212,7 +212,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (_ *drivers.TaskHandle, _ *d
 		FSIsolation: true,
 		Compute:     compute,
 	}
-	exec, pluginClient, err := executor.CreateExecutor(logger, nomadConfig, execCfg)
+	exec, pluginClient, err := createExecutor(logger, d.selfPath, nomadConfig, execCfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create executor: %w", err)
 	}

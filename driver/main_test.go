@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "session" {
 		os.Exit(session.Main(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == ExecutorCommand {
+		os.Exit(ServeExecutor(os.Args[2:]))
+	}
 	os.Exit(runTests(m))
 }
 

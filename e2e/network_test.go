@@ -471,7 +471,16 @@ func (a *agent) waitNomadCheck(t *testing.T, allocID, status string, code int) n
 func TestNetwork(t *testing.T) {
 	setupPlayerNetwork(t)
 	pki := newTestPKI(t)
-	a := startAgent(t, withCNI, withInterface(nodeIF))
+	// The service check step starts the streamer from a shell once a gate
+	// file appears: sessions see the streamer and the gate through the
+	// plugin config, as an operator whose launcher uses node paths sets it.
+	gate, err := os.MkdirTemp("", "pixelstream-net-gate-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(gate) })
+	_ = os.Chmod(gate, 0o755)
+	a := startAgent(t, withCNI, withInterface(nodeIF), withSandboxPaths(filepath.Dir(bin("streamer")), gate))
 	br := startChromiumEnv(t, []string{"HOME=" + pki.home})
 	plain := &http.Client{Timeout: 5 * time.Second}
 	trusted := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}}
@@ -680,12 +689,6 @@ func TestNetwork(t *testing.T) {
 
 	step("Nomad service discovery: the /readyz check passes only once the streamer identified", func(t *testing.T) {
 		const name = "net-service"
-		gate, err := os.MkdirTemp("", "pixelstream-net-gate-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.RemoveAll(gate) })
-		_ = os.Chmod(gate, 0o755)
 		// The streamer starts once the gate file appears, as an Unreal app
 		// that takes its time to load.
 		script := fmt.Sprintf(`until [ -e %q ]; do sleep 0.2; done; exec "$0" "$@"`, filepath.Join(gate, "go"))

@@ -3,8 +3,8 @@
 package e2e
 
 import (
-	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,7 +35,17 @@ func TestProbeJobLifecycle(t *testing.T) {
 		return strings.Contains(logs, "size=1280x720")
 	})
 	disp := regexp.MustCompile(`display (:\d+) size=1280x720`).FindStringSubmatch(logs)[1]
-	appPid, _ := strconv.Atoi(regexp.MustCompile(`pid=(\d+)`).FindStringSubmatch(logs)[1])
+	// The probe prints its pid in the session's PID namespace; the node
+	// knows it by another number.
+	appPid := 0
+	for _, p := range sessionProcs(a, alloc.ID) {
+		if args := cmdline(p.pid); len(args) > 0 && args[0] == bin("probe") {
+			appPid = p.pid
+		}
+	}
+	if appPid == 0 {
+		t.Fatal("the probe's process is not among the session's on the node")
+	}
 	if uid := regexp.MustCompile(`uid=(\d+)`).FindStringSubmatch(logs)[1]; uid == "0" {
 		t.Fatal("the app runs as root")
 	}
@@ -112,15 +122,11 @@ func TestProbeJobLifecycle(t *testing.T) {
 			t.Errorf("Xvfb pid %d still alive after job stop", p)
 		}
 	}
-	// The display's socket is gone, or (other sessions run on this machine
-	// too) belongs to a live X server that took the number since.
-	sock := "/tmp/.X11-unix/X" + strings.TrimPrefix(disp, ":")
-	if _, err := os.Stat(sock); err == nil {
-		if c, err := net.Dial("unix", sock); err != nil {
-			t.Errorf("%s left behind (stale: %v)", sock, err)
-		} else {
-			c.Close()
-		}
+	// The display's socket (in the sandbox's /tmp, the task dir's tmp/) is
+	// gone.
+	sock := filepath.Join(a.dir, "data", "alloc", alloc.ID, "game", "tmp", ".X11-unix", "X"+strings.TrimPrefix(disp, ":"))
+	if _, err := os.Lstat(sock); err == nil {
+		t.Errorf("%s left behind", sock)
 	}
 	a.eventually(30*time.Second, "the runtime dir to be emptied", func() bool {
 		entries, _ := os.ReadDir(a.dir + "/rt")
