@@ -822,15 +822,17 @@ func TestBrowserSessions(t *testing.T) {
 
 		n := strings.TrimPrefix(one.display, ":")
 		displayFiles := map[string]uint64{}
-		socket := "/tmp/.X11-unix/X" + n
+		// The session's /tmp is its task dir's tmp/ (its sandbox's root).
+		tmp := filepath.Join(a.dir, "data", "alloc", one.alloc, "game", "tmp")
+		socket := filepath.Join(tmp, ".X11-unix", "X"+n)
 		id, ok := inode(socket)
 		if !ok {
 			t.Fatalf("the running session's display socket %s is missing; the leftover check would prove nothing", socket)
 		}
 		displayFiles[socket] = id
 		// Xvfb -displayfd writes no lock file; should one appear, it must go too.
-		if id, ok := inode("/tmp/.X" + n + "-lock"); ok {
-			displayFiles["/tmp/.X"+n+"-lock"] = id
+		if id, ok := inode(filepath.Join(tmp, ".X"+n+"-lock")); ok {
+			displayFiles[filepath.Join(tmp, ".X"+n+"-lock")] = id
 		}
 
 		stopAt := time.Now()
@@ -863,8 +865,6 @@ func TestBrowserSessions(t *testing.T) {
 			return true
 		})
 		for p, id := range displayFiles {
-			// Display numbers are machine-wide: another X server may
-			// already own the number again, with files of its own.
 			if now, ok := inode(p); ok && now == id {
 				t.Errorf("display file %s left behind", p)
 			}
