@@ -76,7 +76,18 @@ type Response struct {
 	// Quality sums the session's players' latest stream quality reports
 	// (GET only): the gateway aggregates it per node.
 	Quality *quality.Session `json:"quality,omitempty"`
+	// Index counts the session's changes of state and readiness (GET
+	// only). A GET with ?index= set to it is a blocking read: the answer
+	// comes when the index moves on, or after MaxWait.
+	Index uint64 `json:"index,omitempty"`
 }
+
+// MaxWait is how long a blocking GET waits for a change at most; the
+// gateway's quality figures are never older than that.
+const MaxWait = 10 * time.Second
+
+// IndexParam is the query parameter of a blocking GET.
+const IndexParam = "index"
 
 // DecodeRequest parses and checks a claim body; an empty body is a claim
 // with no visitor named.

@@ -178,6 +178,9 @@ func (s *Server) Event(e signalling.Event) {
 	if s.claims != nil && (e.Kind == signalling.PlayerConnected || e.Kind == signalling.PlayerDisconnected) {
 		s.claims.playersChanged(e.Players)
 	}
+	if s.claims != nil && (e.Kind == signalling.StreamerIdentified || e.Kind == signalling.StreamerDisconnected) {
+		s.claims.readinessChanged()
+	}
 }
 
 // reject counts a refused player request in the router's metrics.

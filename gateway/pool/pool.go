@@ -95,6 +95,7 @@ type Pool struct {
 	cfg   Config
 	nomad *nomad.Client
 	hc    *http.Client
+	lc    *http.Client // blocking state reads
 	log   hclog.Logger
 	m     *metrics.Metrics
 
@@ -133,6 +134,9 @@ func New(cfg Config, nc *nomad.Client) *Pool {
 	return &Pool{cfg: cfg, nomad: nc, log: cfg.Logger, m: cfg.Metrics, leader: cfg.Self == "" || cfg.Peers == "",
 		hc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
+		// Blocking state reads: bounded by their context, not a client timeout.
+		lc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 2 * claim.MaxWait,
+			ResponseHeaderTimeout: claim.MaxWait + 5*time.Second}},
 		sessions: map[string]*Session{}, children: map[string]time.Time{},
 		changed: make(chan struct{}), started: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
@@ -141,7 +145,7 @@ func New(cfg Config, nc *nomad.Client) *Pool {
 func (p *Pool) Run(ctx context.Context) {
 	go p.watchServices(ctx)
 	go p.watchChildren(ctx)
-	go p.pollStates(ctx)
+	go p.followStates(ctx)
 	if !p.leader {
 		go p.watchPeers(ctx)
 	}
@@ -463,68 +467,125 @@ func listed(jobs []nomad.JobStub, id string) bool {
 	return false
 }
 
-func (p *Pool) pollStates(ctx context.Context) {
-	t := time.NewTicker(p.cfg.StateEvery)
-	defer t.Stop()
+// followStates keeps one blocking reader per registered session: a
+// session's change of state or readiness (streamer identified, claimed,
+// busy, free again) reaches the pool when it happens, not at the next
+// poll, which is what a cold start and a queue hand-over wait for.
+func (p *Pool) followStates(ctx context.Context) {
+	following := map[string]context.CancelFunc{}
+	defer func() {
+		for _, stop := range following {
+			stop()
+		}
+	}()
 	for {
-		p.readStates(ctx)
+		changed := p.Changed()
+		p.mu.Lock()
+		for id := range p.sessions {
+			if _, ok := following[id]; !ok {
+				fctx, stop := context.WithCancel(ctx)
+				following[id] = stop
+				go p.followState(fctx, id)
+			}
+		}
+		p.mu.Unlock()
+		for id, stop := range following {
+			p.mu.Lock()
+			_, live := p.sessions[id]
+			p.mu.Unlock()
+			if !live {
+				stop()
+				delete(following, id)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }
 
-// readStates asks every session its claim state, concurrently.
-func (p *Pool) readStates(ctx context.Context) {
-	p.mu.Lock()
-	targets := make([]Session, 0, len(p.sessions))
-	for _, s := range p.sessions {
-		targets = append(targets, *s)
-	}
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st, err := p.claimCall(ctx, http.MethodGet, s, nil)
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			cur, ok := p.sessions[s.AllocID]
-			if !ok || cur.claiming {
-				return
-			}
-			before := *cur
-			if err != nil {
-				cur.failures++
-				if cur.failures >= 2 {
-					cur.Ready = false
-					cur.State = Starting
-				}
+// followState reads one session's claim state with blocking GETs (each
+// returns at a change, or after claim.MaxWait). A session that answers at
+// once with the index it was given (one without blocking reads) is read
+// again after StateEvery. A session that does not answer yet (registered
+// by Nomad before its player port listens: a refused connection, cheap)
+// is tried again every 25 ms, doubling up to 100 ms until it first
+// answers, StateEvery after that: the first answer is what a cold start
+// waits for.
+func (p *Pool) followState(ctx context.Context, allocID string) {
+	const firstRetry, startingRetry = 25 * time.Millisecond, 100 * time.Millisecond
+	var index uint64
+	retry, answered := firstRetry, false
+	for ctx.Err() == nil {
+		p.mu.Lock()
+		cur, ok := p.sessions[allocID]
+		var target Session
+		if ok {
+			target = *cur
+		}
+		p.mu.Unlock()
+		if !ok {
+			return
+		}
+		started := time.Now()
+		st, err := p.stateCall(ctx, target, index)
+		if ctx.Err() != nil {
+			return
+		}
+		p.applyState(allocID, st, err)
+		switch {
+		case err != nil:
+			sleepCtx(ctx, retry)
+			if answered {
+				retry = min(2*retry, p.cfg.StateEvery)
 			} else {
-				cur.failures = 0
-				cur.Ready, cur.State, cur.Visitor, cur.Quality = st.Ready, string(st.State), st.Visitor, st.Quality
-				if cur.State == "" {
-					cur.State = Starting
-				}
-				if cur.State == Free && cur.Ready {
-					if t, ok := p.started[cur.JobID]; ok {
-						p.observeColdLocked(time.Since(t))
-						delete(p.started, cur.JobID)
-					}
-					if before.State == Busy || before.State == Claimed {
-						p.recordEndLocked(time.Now()) // returned to the pool
-					}
-				}
+				retry = min(2*retry, startingRetry)
 			}
-			if before.State != cur.State || before.Ready != cur.Ready {
-				p.notifyLocked()
-			}
-		}()
+			continue
+		case st.Index == 0, st.Index == index && time.Since(started) < claim.MaxWait/2:
+			sleepCtx(ctx, p.cfg.StateEvery)
+		}
+		retry, answered = firstRetry, true
+		index = st.Index
 	}
-	wg.Wait()
+}
+
+// applyState takes one answer (or error) of a session's state read.
+func (p *Pool) applyState(allocID string, st *claim.Response, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, ok := p.sessions[allocID]
+	if !ok || cur.claiming {
+		return
+	}
+	before := *cur
+	if err != nil {
+		cur.failures++
+		if cur.failures >= 2 {
+			cur.Ready = false
+			cur.State = Starting
+		}
+	} else {
+		cur.failures = 0
+		cur.Ready, cur.State, cur.Visitor, cur.Quality = st.Ready, string(st.State), st.Visitor, st.Quality
+		if cur.State == "" {
+			cur.State = Starting
+		}
+		if cur.State == Free && cur.Ready {
+			if t, ok := p.started[cur.JobID]; ok {
+				p.observeColdLocked(time.Since(t))
+				delete(p.started, cur.JobID)
+			}
+			if before.State == Busy || before.State == Claimed {
+				p.recordEndLocked(time.Now()) // returned to the pool
+			}
+		}
+	}
+	if before.State != cur.State || before.Ready != cur.Ready {
+		p.notifyLocked()
+	}
 }
 
 func (p *Pool) observeColdLocked(d time.Duration) {
@@ -616,12 +677,23 @@ var (
 // claimCall sends one claim request to s, signed with s's own key (the
 // fleet secret never leaves the gateway), and checks that the answer is
 // signed by the holder of that key.
+// stateCall is a blocking GET of a session's claim state.
+func (p *Pool) stateCall(ctx context.Context, s Session, index uint64) (*claim.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, claim.MaxWait+5*time.Second)
+	defer cancel()
+	return p.call(ctx, p.lc, http.MethodGet, s, "?"+claim.IndexParam+"="+strconv.FormatUint(index, 10), nil)
+}
+
 func (p *Pool) claimCall(ctx context.Context, method string, s Session, body []byte) (*claim.Response, error) {
+	return p.call(ctx, p.hc, method, s, "", body)
+}
+
+func (p *Pool) call(ctx context.Context, hc *http.Client, method string, s Session, query string, body []byte) (*claim.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.Addr+claim.Path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.Addr+claim.Path+query, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -630,7 +702,7 @@ func (p *Pool) claimCall(ctx context.Context, method string, s Session, body []b
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := p.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("claim %s: %w", s.Addr, err)
 	}
