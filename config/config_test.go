@@ -49,7 +49,7 @@ func TestTaskConfigDefaults(t *testing.T) {
 	}
 	if tc.Executable != want.Executable || tc.Resolution != want.Resolution || tc.Depth != want.Depth ||
 		tc.Render != want.Render || tc.RenderOffscreen != want.RenderOffscreen || tc.StreamerID != want.StreamerID ||
-		tc.UnrealFlags != want.UnrealFlags || len(tc.Args) != 0 {
+		tc.UnrealFlags != want.UnrealFlags || len(tc.Args) != 0 || tc.Frontend != FrontendUE57 {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", tc, want)
 	}
 	if err := tc.Validate(); err != nil {
@@ -282,6 +282,10 @@ startup_timeout = "-5s"`, "startup_timeout", "at least 1s"},
 stop_signal = "SIGSTOP"`, "stop_signal", "SIGTERM"},
 		{"audio wrong type", `executable = "a"
 audio = "yes please"`, "audio", ""},
+		{"frontend unknown", `executable = "a"
+frontend = "ue5.6"`, "frontend", `"ue5.7"`},
+		{"frontend empty", `executable = "a"
+frontend = ""`, "frontend", `"ue5.5"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -303,9 +307,9 @@ audio = "yes please"`, "audio", ""},
 }
 
 func TestValidateReportsEveryField(t *testing.T) {
-	tc := TaskConfig{Resolution: "abc", Depth: 7, Render: "dx", StreamerID: ""}
+	tc := TaskConfig{Resolution: "abc", Depth: 7, Render: "dx", StreamerID: "", Frontend: "ue4.27"}
 	err := tc.Validate()
-	for _, field := range []string{"executable", "resolution", "depth", "render", "streamer_id"} {
+	for _, field := range []string{"executable", "resolution", "depth", "render", "streamer_id", "frontend"} {
 		if err == nil || !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error does not report %s: %v", field, err)
 		}

@@ -20,6 +20,18 @@ const (
 	RenderNone   = "none"
 )
 
+// The player pages a session embeds (task config `frontend`), named for
+// Epic's frontend line each is built from (web/build.mjs builds one page per
+// name). FrontendUE57 is Epic's supported line and the default; FrontendUE55
+// is for Unreal builds whose plugin predates it.
+const (
+	FrontendUE57 = "ue5.7"
+	FrontendUE55 = "ue5.5"
+)
+
+// Frontends lists the embedded player pages, the default first.
+var Frontends = []string{FrontendUE57, FrontendUE55}
+
 // DefaultStreamerID is the id Unreal's Pixel Streaming plugin uses by default.
 const DefaultStreamerID = "DefaultStreamer"
 
@@ -53,6 +65,9 @@ type TaskConfig struct {
 	TURNPort   string `codec:"turn_port"`
 	MaxPlayers int    `codec:"max_players"`
 	HTTPRoot   string `codec:"http_root"`
+	// Frontend picks the embedded player page: "ue5.7" (default) or
+	// "ue5.5". Not used when http_root serves a page of the job's own.
+	Frontend string `codec:"frontend"`
 	// AllowedOrigins lists the origins, besides the player page's own, whose
 	// pages may open a player WebSocket ("https://app.example.com"; "*" for
 	// any). Clients that send no Origin (not browsers) are always allowed.
@@ -185,10 +200,14 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("audio", "bool", false),
 		hclspec.NewLiteral(`true`),
 	),
-	"http_port":       hclspec.NewAttr("http_port", "string", false),
-	"turn_port":       hclspec.NewAttr("turn_port", "string", false),
-	"max_players":     hclspec.NewAttr("max_players", "number", false),
-	"http_root":       hclspec.NewAttr("http_root", "string", false),
+	"http_port":   hclspec.NewAttr("http_port", "string", false),
+	"turn_port":   hclspec.NewAttr("turn_port", "string", false),
+	"max_players": hclspec.NewAttr("max_players", "number", false),
+	"http_root":   hclspec.NewAttr("http_root", "string", false),
+	"frontend": hclspec.NewDefault(
+		hclspec.NewAttr("frontend", "string", false),
+		hclspec.NewLiteral(`"`+FrontendUE57+`"`),
+	),
 	"allowed_origins": hclspec.NewAttr("allowed_origins", "list(string)", false),
 	"max_connections_per_address": hclspec.NewDefault(
 		hclspec.NewAttr("max_connections_per_address", "number", false),
@@ -296,6 +315,9 @@ func (t *TaskConfig) Validate() error {
 		if n, err := strconv.Atoi(a); err != nil || n < 0 || n > 63 {
 			errs = append(errs, fmt.Errorf(`gpu.adapter: %q must be "auto" or a GPU index from 0 to 63`, t.GPU.Adapter))
 		}
+	}
+	if !slices.Contains(Frontends, t.Frontend) {
+		errs = append(errs, fmt.Errorf("frontend: %q is not an embedded player page; use %q (Epic's ue5.7 frontend, for UE 5.6 and later) or %q (for UE 5.5 builds)", t.Frontend, FrontendUE57, FrontendUE55))
 	}
 	if t.MaxPlayers < 0 {
 		errs = append(errs, fmt.Errorf("max_players: %d must be 0 (unlimited) or a positive number of players per streamer", t.MaxPlayers))

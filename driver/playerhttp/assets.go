@@ -12,20 +12,24 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
 )
 
 // webroot holds the placeholder page (committed) and, after
-// `npm --prefix web ci && npm --prefix web run build`, the player bundle in
-// webroot/dist (never committed). Embedding the directory rather than the
-// bundle keeps a build without the bundle compiling.
+// `npm --prefix web ci && npm --prefix web run build`, one player page per
+// frontend line in webroot/dist/<frontend> (never committed). Embedding the
+// directory rather than the bundle keeps a build without the bundle
+// compiling.
 //
 //go:embed all:webroot
 var webroot embed.FS
 
-// embeddedPage returns the built player page, or the placeholder that says
-// how to build it, and whether the bundle is present.
-func embeddedPage() (fs.FS, bool) {
-	if dist, err := fs.Sub(webroot, "webroot/dist"); err == nil {
+// embeddedPage returns the built player page of a frontend line
+// (config.Frontends), or the placeholder that says how to build it, and
+// whether the bundle is present.
+func embeddedPage(frontend string) (fs.FS, bool) {
+	if dist, err := fs.Sub(webroot, "webroot/dist/"+frontend); err == nil {
 		if _, err := fs.Stat(dist, "index.html"); err == nil {
 			return dist, true
 		}
@@ -34,10 +38,15 @@ func embeddedPage() (fs.FS, bool) {
 	return placeholder, false
 }
 
-// BundleEmbedded reports whether this build carries the player page bundle.
+// BundleEmbedded reports whether this build carries the player page of
+// every frontend line.
 func BundleEmbedded() bool {
-	_, ok := embeddedPage()
-	return ok
+	for _, f := range config.Frontends {
+		if _, ok := embeddedPage(f); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) pageHandler() (http.Handler, error) {
@@ -52,9 +61,9 @@ func (s *Server) pageHandler() (http.Handler, error) {
 		s.root = root
 		return staticFiles(root.FS(), s.log), nil
 	}
-	page, ok := embeddedPage()
+	page, ok := embeddedPage(s.frontend())
 	if !ok {
-		s.log.Warn("player page bundle not embedded; serving build instructions", "build", "npm --prefix web ci && npm --prefix web run build")
+		s.log.Warn("player page bundle not embedded; serving build instructions", "frontend", s.frontend(), "build", "make page (npm --prefix web ci && npm --prefix web run build)")
 	}
 	assets, err := precompressed(page)
 	if err != nil {

@@ -307,7 +307,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		p.roundTrip()
 		st.roundTrip()
 		st.send(fmt.Sprintf(`{"type":"offer","playerId":%q,"sdp":"v=0"}`, id))
-		p.expect(`{"type":"offer","sdp":"v=0"}`)
+		p.expect(fmt.Sprintf(`{"type":"offer","sdp":"v=0","playerId":%q}`, id))
 	})
 }
 

@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -29,6 +31,9 @@ type Config struct {
 	// page: only regular files inside it (symlinks resolved within it), no
 	// dotfiles, no directory listings.
 	HTTPRoot string
+	// Frontend picks the embedded player page (config.Frontends); "" means
+	// config.FrontendUE57. Not used with HTTPRoot.
+	Frontend string
 	// TLS, when set, makes the player port HTTPS/WSS only
 	// (CertReloader.TLSConfig: certificates reload when their files change).
 	TLS *tls.Config
@@ -115,6 +120,9 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("HTTPRoot %q is not a directory", c.HTTPRoot))
 		}
 	}
+	if c.Frontend != "" && !slices.Contains(config.Frontends, c.Frontend) {
+		errs = append(errs, fmt.Errorf("field Frontend %q is not an embedded player page; use one of %q", c.Frontend, config.Frontends))
+	}
 	for i, o := range c.AllowedOrigins {
 		if _, err := parseOrigin(o); err != nil {
 			errs = append(errs, fmt.Errorf("AllowedOrigins[%d]: %w", i, err))
@@ -181,6 +189,14 @@ func (s *Server) Event(e signalling.Event) {
 	if s.claims != nil && (e.Kind == signalling.StreamerIdentified || e.Kind == signalling.StreamerDisconnected) {
 		s.claims.readinessChanged()
 	}
+}
+
+// frontend is the embedded page's frontend line.
+func (s *Server) frontend() string {
+	if s.cfg.Frontend == "" {
+		return config.FrontendUE57
+	}
+	return s.cfg.Frontend
 }
 
 // reject counts a refused player request in the router's metrics.

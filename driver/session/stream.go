@@ -114,6 +114,7 @@ func (s *supervisor) startStream() error {
 		Listen:         playerListen,
 		PlayerToken:    task.Auth.Token,
 		HTTPRoot:       s.optionalTaskPath(task.HTTPRoot),
+		Frontend:       task.Frontend,
 		AllowedOrigins: task.AllowedOrigins,
 		SessionID:      s.cfg.SessionID(),
 		TLS:            playerTLS,

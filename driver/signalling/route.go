@@ -423,8 +423,10 @@ func (s *Server) playerSignal(st *conn, playerID string, m *message) {
 	}
 }
 
-// toPlayer forwards a streamer's message to the player it names, without the
-// playerId (as Epic 5.5 does). Only the streamer's own players are reachable.
+// toPlayer forwards a streamer's message to the player it names, with the
+// playerId (as a string) kept, as Wilbur does since Epic's ue5.7 line: the
+// 5.7 frontend keeps it to match its stats with the streamer's, older
+// frontends ignore it. Only the streamer's own players are reachable.
 func (s *Server) toPlayer(st *conn, m *message) *protocolError {
 	pid, ok, perr := m.playerID()
 	if perr != nil {
@@ -469,7 +471,7 @@ func (s *Server) toPlayer(st *conn, m *message) *protocolError {
 			f(pid, line)
 		}
 	}
-	p.send(m.withPlayerID(""))
+	p.send(m.withPlayerID(pid))
 	return nil
 }
 
