@@ -92,18 +92,18 @@ args = ["-AudioMixer"]
 resolution = "1280x720"
 render = "vulkan"`,
 			[]string{"-AudioMixer", "-RenderOffScreen", "-Vulkan", "-ResX=1280", "-ResY=720", "-ForceRes",
-				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingConnectionURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
 		{"opengl onscreen custom id", `executable = "/opt/game/run.sh"
 render = "opengl"
 render_offscreen = false
 streamer_id = "lobby-7"`,
 			[]string{"-OpenGL", "-ResX=1920", "-ResY=1080", "-ForceRes",
-				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingID=lobby-7"}},
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingConnectionURL=ws://127.0.0.1:1", "-PixelStreamingID=lobby-7"}},
 		{"render none", `executable = "a"
 render = "none"
 resolution = "640X480"`,
 			[]string{"-RenderOffScreen", "-ResX=640", "-ResY=480", "-ForceRes",
-				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingConnectionURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
 		{"not unreal", `executable = "/usr/bin/glxgears"
 args = ["-info"]
 unreal_flags = false`, []string{"-info"}},

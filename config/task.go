@@ -381,10 +381,15 @@ func (t *TaskConfig) AppArgs(streamerURL string, extra ...string) []string {
 		"-ResX="+strconv.Itoa(res.Width),
 		"-ResY="+strconv.Itoa(res.Height),
 		"-ForceRes",
-		// Pixel Streaming 1 reads -PixelStreamingURL; Pixel Streaming 2 (UE
-		// 5.5+) prefers -PixelStreamingSignallingURL. Same value, both given.
+		// Pixel Streaming 1 reads -PixelStreamingURL; Pixel Streaming 2 in
+		// UE 5.5 prefers -PixelStreamingSignallingURL; UE 5.6+ reads
+		// -PixelStreamingConnectionURL and translates the other two
+		// (deprecated). All three carry the same value and Unreal ignores
+		// flags it does not know, so every line finds its own form and no
+		// line sees two different URLs: no per-version setting is needed.
 		"-PixelStreamingURL="+streamerURL,
 		"-PixelStreamingSignallingURL="+streamerURL,
+		"-PixelStreamingConnectionURL="+streamerURL,
 		"-PixelStreamingID="+t.StreamerID,
 	)
 }

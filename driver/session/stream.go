@@ -105,6 +105,7 @@ func (s *supervisor) startStream() error {
 	}
 	sig, err := playerhttp.Start(signalling.Config{
 		StreamerListen: "127.0.0.1:0",
+		StreamerID:     task.StreamerID, // its reconnect keeps the id (sameStreamerReturns)
 		MaxPlayers:     task.MaxPlayers,
 		Limits:         signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
 		Hooks:          hooks,

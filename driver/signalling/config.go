@@ -21,6 +21,14 @@ type Config struct {
 	StreamerListen string
 	// SFUListen is the "host:port" of the SFU endpoint; "" disables it.
 	SFUListen string
+	// StreamerID is the session's own streamer's id (task config
+	// streamer_id). When that streamer connects again while its previous
+	// connection is still open (a PixelStreaming2 streamer reconnects every
+	// 2 s after a lost socket, before the ping sweep notices the stale one),
+	// the new connection takes the old one's place under the same id
+	// instead of being listed as StreamerID1; see sameStreamerReturns.
+	// "" keeps Epic's rule for every id: a taken id gets a number suffix.
+	StreamerID string
 	// MaxPlayers caps the players subscribed to one streamer; 0 = unlimited.
 	MaxPlayers int
 	// PeerConnectionOptions is the static peerConnectionOptions object sent in
@@ -149,6 +157,10 @@ const (
 	StreamerDisconnected
 	PlayerConnected // the player subscribed to a streamer
 	PlayerDisconnected
+	// StreamerReconnected: the session's streamer came back on a new
+	// connection and replaced its stale one under the same id; the
+	// streamer count did not change (readiness is kept).
+	StreamerReconnected
 )
 
 func (k EventKind) String() string {
@@ -161,6 +173,8 @@ func (k EventKind) String() string {
 		return "player connected"
 	case PlayerDisconnected:
 		return "player disconnected"
+	case StreamerReconnected:
+		return "streamer reconnected"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

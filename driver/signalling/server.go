@@ -297,6 +297,10 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 	}
 	c.epfd = -1
 	if rl == roleStreamer {
+		// The streamer port is the session's own (loopback). Until it
+		// checks a per-session streamer key, every streamer connection
+		// counts as having presented it.
+		c.keyed = true
 		c.maxQueue, c.maxBytes = s.limits.StreamerSendQueue, s.limits.StreamerSendQueueBytes
 		c.rate, c.burst = s.limits.StreamerMessagesPerSecond, float64(s.limits.StreamerBurst)
 	}

@@ -129,7 +129,8 @@ func serve(log hclog.Logger, args []string) error {
 		})
 	}
 
-	client := &signalClient{url: opts.URL, id: opts.ID, log: log.Named("signalling")}
+	client := &signalClient{url: opts.URL, id: opts.ID, log: log.Named("signalling"),
+		reconnect: opts.ReconnectInterval, keepAlive: opts.KeepAliveInterval}
 	pm, err := newPeerManager(log.Named("peers"), client.send, hub, onData, onLeave)
 	if err != nil {
 		return fmt.Errorf("set up WebRTC: %w", err)
