@@ -39,6 +39,7 @@ for (const [name, pkgs] of Object.entries(frontends)) {
     const dir = join(out, name);
     await mkdir(dir, { recursive: true });
     const result = await build({
+        absWorkingDir: here, // aliases resolve from web/, wherever the build runs
         entryPoints: [join(here, 'src', 'player.ts')],
         bundle: true,
         minify: true,
