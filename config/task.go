@@ -65,6 +65,9 @@ type TaskConfig struct {
 	TURNPort   string `codec:"turn_port"`
 	MaxPlayers int    `codec:"max_players"`
 	HTTPRoot   string `codec:"http_root"`
+	// Homepage names the file of http_root served at / ("" = index.html,
+	// else player.html, the page Epic's frontend build writes).
+	Homepage string `codec:"homepage"`
 	// Frontend picks the embedded player page: "ue5.7" (default) or
 	// "ue5.5". Not used when http_root serves a page of the job's own.
 	Frontend string `codec:"frontend"`
@@ -204,6 +207,7 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"turn_port":   hclspec.NewAttr("turn_port", "string", false),
 	"max_players": hclspec.NewAttr("max_players", "number", false),
 	"http_root":   hclspec.NewAttr("http_root", "string", false),
+	"homepage":    hclspec.NewAttr("homepage", "string", false),
 	"frontend": hclspec.NewDefault(
 		hclspec.NewAttr("frontend", "string", false),
 		hclspec.NewLiteral(`"`+FrontendUE57+`"`),
@@ -314,6 +318,14 @@ func (t *TaskConfig) Validate() error {
 	if a := strings.TrimSpace(t.GPU.Adapter); a != "" && a != "auto" {
 		if n, err := strconv.Atoi(a); err != nil || n < 0 || n > 63 {
 			errs = append(errs, fmt.Errorf(`gpu.adapter: %q must be "auto" or a GPU index from 0 to 63`, t.GPU.Adapter))
+		}
+	}
+	if t.Homepage != "" {
+		switch {
+		case t.HTTPRoot == "":
+			errs = append(errs, fmt.Errorf("homepage: %q needs http_root (the embedded page has its own)", t.Homepage))
+		case strings.HasPrefix(t.Homepage, "/") || strings.HasPrefix(t.Homepage, ".") || strings.Contains(t.Homepage, "/.") || strings.Contains(t.Homepage, `\`):
+			errs = append(errs, fmt.Errorf(`homepage: %q must be a file name inside http_root, such as "player.html" (no leading /, no .. or dotfiles)`, t.Homepage))
 		}
 	}
 	if !slices.Contains(Frontends, t.Frontend) {

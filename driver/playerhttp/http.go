@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -27,11 +26,13 @@ func (s *Server) playerMux() http.Handler {
 		writeText(w, http.StatusOK, "ok\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.router.Registry(), promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/status", s.guard(s.apiStatus))
-	mux.HandleFunc("GET /api/streamers", s.guard(s.apiStreamers))
-	mux.HandleFunc("GET /api/streamers/{id}", s.guard(s.apiStreamer))
-	mux.HandleFunc("GET /api/players", s.guard(s.apiPlayers))
-	mux.HandleFunc("GET /api/players/{id}", s.guard(s.apiPlayer))
+	mux.HandleFunc("GET "+RouteStatus, s.guard(s.apiStatus))
+	mux.HandleFunc("GET "+RouteStreamers, s.guard(s.apiStreamers))
+	mux.HandleFunc("GET "+RouteStreamer, s.guard(s.apiStreamer))
+	mux.HandleFunc("GET "+RoutePlayers, s.guard(s.apiPlayers))
+	mux.HandleFunc("GET "+RoutePlayer, s.guard(s.apiPlayer))
+	mux.HandleFunc("GET "+RouteConfig, s.guard(s.apiConfig))
+	mux.HandleFunc("GET "+RouteAPIDefinition, s.guard(apiDefinition))
 	mux.HandleFunc("/api/claim", s.apiClaim)
 	mux.HandleFunc("/", s.guard(s.page.ServeHTTP))
 	return s.claimGate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -84,8 +85,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
-}
-
-func notFound(w http.ResponseWriter, what, id string) {
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": what + " " + strings.TrimSpace(id) + " not found"})
 }

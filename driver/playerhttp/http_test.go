@@ -140,9 +140,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	if status["streamer_count"] != 1.0 || status["player_count"] != 1.0 || status["version"] == nil || status["uptime"] == nil {
 		t.Fatalf("/api/status = %v", status)
 	}
-	var streamers []string
+	var streamers []apiStreamerInfo
 	get("/api/streamers", &streamers)
-	if len(streamers) != 1 || streamers[0] != "S" {
+	if len(streamers) != 1 || streamers[0].StreamerID != "S" {
 		t.Fatalf("/api/streamers = %v", streamers)
 	}
 	var info apiStreamerInfo
@@ -150,9 +150,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	if info.StreamerID != "S" || info.Type != "Streamer" || !info.Streaming || len(info.Subscribers) != 1 || info.Subscribers[0].PlayerID != "1" {
 		t.Fatalf("/api/streamers/S = %+v", info)
 	}
-	var players []string
+	var players []apiPlayerInfo
 	get("/api/players", &players)
-	if len(players) != 1 || players[0] != "1" {
+	if len(players) != 1 || players[0].PlayerID != "1" {
 		t.Fatalf("/api/players = %v", players)
 	}
 	var pinfo apiPlayerInfo

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -31,6 +32,9 @@ type Config struct {
 	// page: only regular files inside it (symlinks resolved within it), no
 	// dotfiles, no directory listings.
 	HTTPRoot string
+	// Homepage names the file of HTTPRoot served at / ("" = index.html,
+	// else player.html, as Epic's frontend build names its page).
+	Homepage string
 	// Frontend picks the embedded player page (config.Frontends); "" means
 	// config.FrontendUE57. Not used with HTTPRoot.
 	Frontend string
@@ -120,6 +124,14 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("HTTPRoot %q is not a directory", c.HTTPRoot))
 		}
 	}
+	if c.Homepage != "" {
+		switch {
+		case c.HTTPRoot == "":
+			errs = append(errs, fmt.Errorf("field Homepage %q needs HTTPRoot: the embedded page has its own", c.Homepage))
+		case !fs.ValidPath(c.Homepage) || c.Homepage == "." || hiddenPath(c.Homepage):
+			errs = append(errs, fmt.Errorf("field Homepage %q must be a file name inside HTTPRoot, such as %q (no leading /, no .. or dotfiles)", c.Homepage, DefaultHomepage))
+		}
+	}
 	if c.Frontend != "" && !slices.Contains(config.Frontends, c.Frontend) {
 		errs = append(errs, fmt.Errorf("field Frontend %q is not an embedded player page; use one of %q", c.Frontend, config.Frontends))
 	}
@@ -197,6 +209,14 @@ func (s *Server) frontend() string {
 		return config.FrontendUE57
 	}
 	return s.cfg.Frontend
+}
+
+// homepage is the page served at / (for /api/config).
+func (s *Server) homepage() string {
+	if s.root == nil {
+		return "index.html"
+	}
+	return homepageOf(s.root.FS(), s.cfg.Homepage)
 }
 
 // reject counts a refused player request in the router's metrics.

@@ -116,6 +116,7 @@ func (s *supervisor) startStream() error {
 		PlayerToken:    task.Auth.Token,
 		HTTPRoot:       s.optionalTaskPath(task.HTTPRoot),
 		Frontend:       task.Frontend,
+		Homepage:       task.Homepage,
 		AllowedOrigins: task.AllowedOrigins,
 		SessionID:      s.cfg.SessionID(),
 		TLS:            playerTLS,
