@@ -611,13 +611,14 @@ func ppid(pid int) int {
 }
 
 // Points of the stand-in's scene (example/streamer/README.md): the reference
-// patch is 64x64 at (32,32), the key block 64x64 at (128,32); clicks go
-// well away from both and from the moving bar at the bottom.
+// patch is 64x64 at (112,32), the key block 64x64 at (208,32); clicks go
+// below the middle band (the session's name in large type), away from the
+// moving bar at the bottom, for both sizes the tests use (640x480, 512x384).
 var (
-	refPatch   = [2]int{64, 64}
-	keyBlock   = [2]int{160, 64}
-	clickPoint = [2]int{400, 260}
-	farPoint   = [2]int{440, 300} // background, even with the marker at clickPoint
+	refPatch   = [2]int{144, 64}
+	keyBlock   = [2]int{240, 64}
+	clickPoint = [2]int{400, 320}
+	farPoint   = [2]int{440, 360} // background, even with the marker at clickPoint
 )
 
 const playerToken = "e2e-browser-token-0123456789"

@@ -118,6 +118,7 @@ func serve(log hclog.Logger, args []string) error {
 			}
 			hub.sources = append(hub.sources, audio)
 			wg.Go(func() { playTone(sigCtx, log.Named("tone")) })
+			sc.onClick = clickTone(sigCtx, log.Named("click-tone"))
 		} else {
 			log.Info("no audio track: PULSE_SERVER is not set or -nosound was given")
 		}
