@@ -422,6 +422,13 @@ type session struct {
 // an auth block when token is set.
 func demoVariant(t *testing.T, job, token string) string {
 	t.Helper()
+	return demoVariantWith(t, job, token, "", "")
+}
+
+// demoVariantWith is demoVariant with config lines added to the task's
+// config block and stanzas (an artifact, say) added to the task.
+func demoVariantWith(t *testing.T, job, token, config, task string) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repo, "example", "demo.nomad.hcl"))
 	if err != nil {
 		t.Fatal(err)
@@ -436,6 +443,12 @@ func demoVariant(t *testing.T, job, token string) string {
 	replace(`job "pixelstream-demo"`, fmt.Sprintf("job %q", job))
 	if token != "" {
 		replace(`turn_port  = "turn"`, fmt.Sprintf("turn_port  = \"turn\"\n        auth {\n          token = %q\n        }", token))
+	}
+	if config != "" {
+		replace(`turn_port  = "turn"`, "turn_port  = \"turn\"\n"+config)
+	}
+	if task != "" {
+		replace("      resources {", task+"\n      resources {")
 	}
 	path := filepath.Join(t.TempDir(), job+".nomad.hcl")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
