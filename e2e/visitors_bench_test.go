@@ -125,7 +125,7 @@ func TestBenchVisitors(t *testing.T) {
 
 	c := startCluster(t)
 	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-session", "gateway_secret="+gwSecret)
-	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret)
+	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret, "operator_token="+gwOpToken)
 	c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"), "-var", "clip="+clip,
 		"-var", "idle_timeout=1s", "-var", "cpu=100", "../example/session.nomad.hcl")
 	var gp *gateway

@@ -80,8 +80,10 @@ type claims struct {
 	mu       sync.Mutex
 	state    ClaimState
 	token    [32]byte // sha256 of the current player token; valid unless free
+	claimID  string   // names the claim; the player token derives from it
 	visitor  string
 	subject  string
+	address  string
 	players  int
 	expiry   *time.Timer
 	claimGen uint64 // invalidates an expiry timer that fired after a change
@@ -156,16 +158,18 @@ func (s *Server) ClaimState() ClaimState {
 }
 
 // claim reserves a free session; it fails when the session is not free.
-func (c *claims) claim(visitor, subject string) (token string, err error) {
+func (c *claims) claim(req claim.Request) (claimID string, err error) {
 	c.mu.Lock()
 	if c.state != ClaimFree {
 		st := c.state
 		c.mu.Unlock()
 		return "", fmt.Errorf("session is %s", st)
 	}
-	token = randomID(32)
-	c.token = sha256.Sum256([]byte(token))
-	c.state, c.visitor, c.subject = ClaimClaimed, visitor, subject
+	claimID = randomID(16)
+	c.token = sha256.Sum256([]byte(claim.PlayerToken(c.verifier.Key(), claimID)))
+	c.claimID = claimID
+	visitor, subject := req.Visitor, req.Subject
+	c.state, c.visitor, c.subject, c.address = ClaimClaimed, visitor, subject, req.Address
 	c.bumpLocked()
 	c.claimGen++
 	gen := c.claimGen
@@ -173,7 +177,7 @@ func (c *claims) claim(visitor, subject string) (token string, err error) {
 	ev := ClaimEvent{State: ClaimClaimed, Visitor: visitor, Subject: subject}
 	c.mu.Unlock()
 	c.notify(ev)
-	return token, nil
+	return claimID, nil
 }
 
 // expire frees a claim whose visitor never connected.
@@ -191,7 +195,7 @@ func (c *claims) expire(gen uint64) {
 // freeLocked returns the session to the pool; the old token stops working.
 func (c *claims) freeLocked(reason string) ClaimEvent {
 	ev := ClaimEvent{State: ClaimFree, Visitor: c.visitor, Subject: c.subject, Reason: reason}
-	c.state, c.visitor, c.subject = ClaimFree, "", ""
+	c.state, c.visitor, c.subject, c.address, c.claimID = ClaimFree, "", "", "", ""
 	c.token = [32]byte{}
 	c.bumpLocked()
 	c.claimGen++
@@ -341,7 +345,7 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 		}
 		ready := s.router.Ready()
 		c.mu.Lock()
-		resp := claim.Response{State: c.state, Ready: ready, Visitor: c.visitor, Index: c.index}
+		resp := claim.Response{State: c.state, Ready: ready, Claim: c.claimID, Visitor: c.visitor, Subject: c.subject, Address: c.address, Index: c.index}
 		c.mu.Unlock()
 		q := s.router.Quality()
 		resp.Quality = &q
@@ -366,14 +370,14 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusServiceUnavailable, claim.Response{State: c.State(), Error: "no streamer connected yet"})
 		return
 	}
-	token, err := c.claim(req.Visitor, req.Subject)
+	claimID, err := c.claim(req)
 	if err != nil {
 		reply(http.StatusConflict, claim.Response{State: c.State(), Ready: true, Error: err.Error()})
 		return
 	}
 	s.log.Info("session claimed", "visitor", req.Visitor, "subject", req.Subject)
-	reply(http.StatusOK, claim.Response{State: ClaimClaimed, Ready: true, Token: token,
-		ExpiresInS: c.cfg.TTL.Seconds(), Visitor: req.Visitor})
+	reply(http.StatusOK, claim.Response{State: ClaimClaimed, Ready: true, Claim: claimID,
+		ExpiresInS: c.cfg.TTL.Seconds(), Visitor: req.Visitor, Subject: req.Subject, Address: req.Address})
 }
 
 func randomID(n int) string {
