@@ -42,11 +42,51 @@ func testCA(t *testing.T) (caFile string, server *tls.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	caFile = filepath.Join(dir, "ca.pem")
+	kder, _ := x509.MarshalECPrivateKey(key)
+	for name, b := range map[string][]byte{
+		"ca.pem":   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		"cert.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return caFile, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// TestHostPrefixedCookiesUnderTLS: a gateway that serves visitors over TLS
+// sets its cookies as __Host- (Secure, Path=/, no Domain), so a sibling
+// subdomain cannot plant or overwrite them.
+func TestHostPrefixedCookiesUnderTLS(t *testing.T) {
+	caFile, _ := testCA(t)
+	dir := filepath.Dir(caFile)
+	s := session(t, false)
+	base := startGateway(t, fakeNomad(t, s), 1, "-tls-cert-file", filepath.Join(dir, "cert.pem"), "-tls-key-file", filepath.Join(dir, "key.pem"))
+	eventually(t, "free", func() bool { return free(t, base) == 1 })
+	pool := x509.NewCertPool()
+	b, _ := os.ReadFile(caFile)
+	pool.AppendCertsFromPEM(b)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest(http.MethodGet, strings.Replace(base, "http://", "https://", 1)+"/", nil)
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	names := map[string]bool{}
+	for _, ck := range resp.Cookies() {
+		names[ck.Name] = true
+		if !strings.HasPrefix(ck.Name, "__Host-") || !ck.Secure || ck.Path != "/" || ck.Domain != "" {
+			t.Fatalf("cookie %q under TLS: Secure %v Path %q Domain %q; want __Host-, Secure, Path=/", ck.Name, ck.Secure, ck.Path, ck.Domain)
+		}
+	}
+	if !names["__Host-pixelstream_visitor"] || !names["__Host-pixelstream_session"] {
+		t.Fatalf("cookies under TLS: %v; want __Host-pixelstream_visitor and __Host-pixelstream_session", names)
+	}
 }
 
 // TestTLSSessions: sessions whose player port serves TLS (a task's tls
