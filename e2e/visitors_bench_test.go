@@ -144,9 +144,12 @@ func TestBenchVisitors(t *testing.T) {
 		rows = append(rows, row{name, fmt.Sprintf("%s | %d/%d | %.1f | %d", r.FirstFrameMS.ms(), r.OK, r.Visitors, r.FPS.P50, r.Freezes)})
 	}
 
+	var warm *visitorsReport
 	if phase("warm") {
 		g := pool(n, n)
-		add(fmt.Sprintf("warm pool, %d visitors arriving together", n), runVisitors(t, g.urls[0]+gwPage, "-n", strconv.Itoa(n), "-watch", "3s"))
+		r := runVisitors(t, g.urls[0]+gwPage, "-n", strconv.Itoa(n), "-watch", "3s")
+		warm = &r
+		add(fmt.Sprintf("warm pool, %d visitors arriving together", n), r)
 	}
 	if phase("chromium") {
 		g := pool(6, 6)
@@ -168,7 +171,7 @@ func TestBenchVisitors(t *testing.T) {
 	if phase("handover") {
 		g := pool(2, 2)
 		r := runVisitors(t, g.urls[0]+gwPage, "-arrival", "queue", "-n", "6", "-hold", "2s", "-watch", "2s", "-timeout", "5m")
-		add("queue: 6 visitors, 2 sessions, each leaves 2s after its first keyframe", r)
+		add(fmt.Sprintf("queue: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
 		rows = append(rows, row{"queue hand-over: session end (visitor left, idle_timeout 1s, next dispatch) to the next visitor's first keyframe", fmt.Sprintf("%s | %d | - | -", r.HandoverMS.ms(), r.HandoverMS.N)})
 	}
 	var cold []coldRun
@@ -188,6 +191,15 @@ func TestBenchVisitors(t *testing.T) {
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Printf("| %s | %s |\n", r.name, r.cells)
+	}
+	if warm != nil {
+		fmt.Println()
+		fmt.Printf("| warm pool, %d visitors together: each stage's own time | p50 | p95 | p99 |\n", n)
+		fmt.Println("|---|---|---|---|")
+		for _, st := range []string{"page", "assets", "websocket", "config", "offer", "answer", "ice_connected", "dtls_connected", "first_packet", "first_keyframe"} {
+			d := warm.StageMS[st]
+			fmt.Printf("| %s | %.0f ms | %.0f ms | %.0f ms |\n", st, d.P50, d.P95, d.P99)
+		}
 	}
 	if len(cold) > 0 {
 		fmt.Println()
