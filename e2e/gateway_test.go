@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -338,6 +339,92 @@ func TestGateway(t *testing.T) {
 			seen[visitor] = true
 		}
 		// Nobody came for them: the claims expire and the pool is free again.
+		c.server.eventually(60*time.Second, "the unused claims to expire", func() bool { return g.count(0, "free") == 3 })
+	})
+
+	t.Run("a foreign job that registers the session service gets no request and no visitor", func(t *testing.T) {
+		c.server.t = t
+		// The attacker's server: it records every request it gets.
+		var mu sync.Mutex
+		var hits []string
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		trap := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits = append(hits, r.Method+" "+r.URL.Path+" Authorization="+r.Header.Get("Authorization"))
+			mu.Unlock()
+			_, _ = io.WriteString(w, "attacker's page")
+		})}
+		go func() { _ = trap.Serve(ln) }()
+		defer trap.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		// Anyone who may submit a job can register the service name.
+		job := filepath.Join(t.TempDir(), "evil.nomad.hcl")
+		src := fmt.Sprintf(`job "evil" {
+  type = "service"
+  group "g" {
+    service {
+      name     = "pixelstream-session"
+      provider = "nomad"
+      address  = "127.0.0.1"
+      port     = %d
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["3600"]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+`, port)
+		if err := os.WriteFile(job, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.nomadOut("job", "run", "-detach", job)
+		defer func() { _, _ = c.server.nomadErr("job", "stop", "-purge", "evil") }()
+		c.server.eventually(60*time.Second, "Nomad to list the foreign registration", func() bool {
+			var regs []struct{ JobID string }
+			_ = c.server.api("/v1/service/pixelstream-session", &regs)
+			for _, r := range regs {
+				if r.JobID == "evil" {
+					return true
+				}
+			}
+			return false
+		})
+		// Four visitors: three get the three real sessions, the fourth
+		// waits; nobody is sent to the attacker, who is never asked anything.
+		for i := 0; i < 4; i++ {
+			req, _ := http.NewRequest(http.MethodGet, g.urls[i%2]+"/", nil)
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), "attacker") {
+				t.Fatalf("visitor %d was sent to the foreign registration", i+1)
+			}
+		}
+		for i := range g.urls {
+			if n := len(g.sessions(i)); n != 3 {
+				t.Fatalf("replica %d lists %d sessions, want the 3 of its own", i, n)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hits) > 0 {
+			t.Fatalf("the foreign registration got requests: %v", hits)
+		}
 		c.server.eventually(60*time.Second, "the unused claims to expire", func() bool { return g.count(0, "free") == 3 })
 	})
 
