@@ -18,6 +18,9 @@ OPERATOR_PORT=${OPERATOR_PORT:-8081}
 # The operator endpoints (/api/sessions, /api/queue, /metrics): their URL
 # and Bearer token, for `source`.
 OPERATOR_ENV=$DIR/operator.env
+# DEMO_INTERFACE=eth0: sessions take their ports (player page, TURN) on that
+# interface instead of loopback, so browsers on other machines can play.
+DEMO_INTERFACE=${DEMO_INTERFACE:-}
 
 agent_running() {
   [ -f "$DIR/agent.pid" ] && kill -0 "$(cat "$DIR/agent.pid")" 2>/dev/null
@@ -57,6 +60,9 @@ start() {
     fi
     install -m 0755 build/nomad-driver-pixelstream "$DIR/plugins/nomad-driver-pixelstream"
     sed "s|@DIR@|$DIR|g" example/agent.hcl > "$DIR/agent.hcl"
+    if [ -n "$DEMO_INTERFACE" ]; then
+      sed -i "s|network_interface = \"lo\"|network_interface = \"$DEMO_INTERFACE\"|" "$DIR/agent.hcl"
+    fi
     # The gateway job runs the host's binary (raw_exec).
     printf '\nplugin "raw_exec" {\n  config {\n    enabled = true\n  }\n}\n' >> "$DIR/agent.hcl"
     # The agent outlives this script: it must not keep descriptors the
@@ -97,7 +103,11 @@ start() {
   echo "  set -a; . $OPERATOR_ENV; set +a"
   echo '  curl -H "Authorization: Bearer $PIXELSTREAM_OPERATOR_TOKEN" "$PIXELSTREAM_OPERATOR_URL/api/sessions"'
   echo
-  echo "Open http://127.0.0.1:$GATEWAY_PORT/"
+  local host=127.0.0.1
+  if [ -n "$DEMO_INTERFACE" ]; then
+    host=$(ip -4 -o addr show dev "$DEMO_INTERFACE" | awk '{print $4}' | cut -d/ -f1 | head -n1)
+  fi
+  echo "Open http://$host:$GATEWAY_PORT/"
 }
 
 # warm_session: the gateway's pool has a free session whose streamer is ready

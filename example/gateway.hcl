@@ -1,0 +1,39 @@
+# A gateway configuration file with every setting (nomad-driver-pixelstream
+# gateway -config example/gateway.hcl). Flags given as well win over it.
+# The secret is best left out of the file: $PIXELSTREAM_GATEWAY_SECRET.
+
+listen       = "0.0.0.0:8080"          # visitors' address
+nomad_addr   = "http://127.0.0.1:4646" # the Nomad HTTP API
+# nomad_token = ""                     # default $NOMAD_TOKEN
+namespace    = "default"
+job          = "pixelstream-session"   # the parameterized session job
+service      = "pixelstream-session"   # its provider = "nomad" service
+peer_service = "pixelstream-gateway"   # the gateway's own service ("": every replica dispatches)
+# secret     = ""                      # default $PIXELSTREAM_GATEWAY_SECRET
+min_free       = 1    # ready, unclaimed sessions kept warm
+max_sessions   = 10   # sessions in all, starting ones included
+max_queue      = 1000 # waiting visitors; past it 503 with Retry-After
+route          = "proxy" # or "redirect"
+state_interval = "1s"
+log_level      = "info"
+
+dispatch_meta = {
+  fleet = "demo"
+}
+
+# tls {
+#   cert_file = "/etc/pixelstream/gateway.pem"
+#   key_file  = "/etc/pixelstream/gateway-key.pem"
+# }
+
+auth {
+  mode = "none" # "token" or "jwt"
+  # token           = ""       # mode = "token"
+  # algorithm       = "RS256"  # mode = "jwt": HS256 (hmac_key) or RS256 (public_key_file)
+  # hmac_key        = ""
+  # public_key_file = "/etc/pixelstream/jwt.pub"
+  # issuer          = "https://login.example.com/"
+  # audience        = "game"
+  # cookie          = "pixelstream_auth"
+  # query           = "auth"
+}
