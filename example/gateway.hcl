@@ -17,6 +17,19 @@ route          = "proxy" # or "redirect"
 state_interval = "1s"
 log_level      = "info"
 
+# The operator endpoints (/api/sessions, /api/queue, /metrics) on a listener
+# of their own, with a token that is not the fleet secret.
+operator_listen = "127.0.0.1:8081"
+# operator_token = ""                  # default $PIXELSTREAM_OPERATOR_TOKEN
+
+# Per-visitor caps.
+max_claims_per_address  = 4
+max_waiting_per_address = 4
+max_event_streams       = 2000
+
+# Sites that may embed the gateway's pages in a frame.
+frame_ancestors = []
+
 dispatch_meta = {
   fleet = "demo"
 }
@@ -24,6 +37,12 @@ dispatch_meta = {
 # tls {
 #   cert_file = "/etc/pixelstream/gateway.pem"
 #   key_file  = "/etc/pixelstream/gateway-key.pem"
+# }
+
+# The sessions serve TLS (their task's tls block).
+# session_tls {
+#   ca_file     = "/etc/pixelstream/sessions-ca.pem"
+#   server_name = "session.example.com"
 # }
 
 auth {
