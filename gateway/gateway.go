@@ -36,6 +36,7 @@ import (
 
 	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/auth"
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/clientaddr"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/metrics"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/nomad"
@@ -90,6 +91,7 @@ type Gateway struct {
 	proxy    http.Handler
 	waiting  []byte
 	csp      string
+	addrs    *clientaddr.Resolver
 	// sessionTLS reaches sessions over HTTPS (nil: HTTP).
 	sessionTLS *sessiontls.Dialer
 
@@ -126,12 +128,16 @@ func New(cfg *config.Config, log hclog.Logger) (*Gateway, error) {
 			return nil, err
 		}
 	}
+	addrs, err := clientaddr.New(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	nc := nomad.New(cfg.NomadAddr, cfg.NomadToken, cfg.Namespace)
 	p := pool.New(pool.Config{TLS: stls, Job: cfg.Job, Namespace: cfg.Namespace, Service: cfg.Service, Secret: cfg.Secret, MinFree: cfg.MinFree,
 		MaxSessions: cfg.MaxSessions, StateEvery: cfg.StateEvery(), DispatchMeta: cfg.DispatchMeta,
 		Logger: log.Named("pool"), Metrics: m, Self: os.Getenv("NOMAD_ALLOC_ID"), Peers: cfg.PeerService}, nc)
 	g := &Gateway{cfg: cfg, log: log, m: m, pool: p, queue: queue.New(cfg.MaxQueue), visitors: va,
-		keys: auth.NewKeys(cfg.Secret), waiting: page,
+		keys: auth.NewKeys(cfg.Secret), waiting: page, addrs: addrs,
 		csp:     "frame-ancestors " + strings.Join(append([]string{"'self'"}, cfg.FrameAncestors...), " "),
 		pending: map[string]*pool.Assignment{}, waiters: map[*queue.Waiter]*waiterConns{},
 		streams: map[string]int{}, inflight: map[string]chan struct{}{}}
@@ -289,7 +295,7 @@ func (g *Gateway) visit(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		g.m.Visitors.WithLabelValues("unauthorized").Inc()
-		g.log.Info("visitor refused", "address", g.keys.Pseudonym("a", clientIP(r)), "reason", err)
+		g.log.Info("visitor refused", "address", g.keys.Pseudonym("a", g.clientIP(r)), "reason", err)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pixelstream-gateway"`)
 		writeText(w, http.StatusUnauthorized, "401 unauthorized: "+err.Error()+"\n")
 		return
@@ -307,7 +313,7 @@ func (g *Gateway) visit(w http.ResponseWriter, r *http.Request) {
 		writeHTML(w, http.StatusOK, clickPage(r.URL.RequestURI()))
 		return
 	}
-	req := claim.Request{Visitor: g.keys.Pseudonym("v", vid), Subject: id.Subject, Address: g.keys.Pseudonym("a", clientIP(r))}
+	req := claim.Request{Visitor: g.keys.Pseudonym("v", vid), Subject: id.Subject, Address: g.keys.Pseudonym("a", g.clientIP(r))}
 	if a, ok := g.pool.Holding(req.Visitor, req.Subject); ok {
 		// One visitor (and one subject), one session: a second page load,
 		// a second tab or a dropped binding cookie gets the same one back.
@@ -494,7 +500,7 @@ func (g *Gateway) queueEvents(w http.ResponseWriter, r *http.Request) {
 	if !known {
 		visitor = g.newVisitor(w, r) // a self-minted waiter id gets a fresh one
 	}
-	addr := g.keys.Pseudonym("a", clientIP(r))
+	addr := g.keys.Pseudonym("a", g.clientIP(r))
 	if msg := g.openStream(addr); msg != "" {
 		g.m.Visitors.WithLabelValues("stream_limit").Inc()
 		w.Header().Set("Retry-After", "10")
@@ -840,13 +846,10 @@ a{color:#101418;background:#e8eef2;padding:.6em 1.4em;border-radius:.4em;text-de
 `)
 }
 
-// clientIP is the visitor's TCP peer address: what per-address caps key on.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// clientIP is the visitor's address, what per-address caps key on: the
+// TCP peer, or behind a trusted proxy the address it forwarded for.
+func (g *Gateway) clientIP(r *http.Request) string {
+	return g.addrs.Of(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
 }
 
 func clearCookie(w http.ResponseWriter, r *http.Request, base string) {

@@ -322,3 +322,25 @@ func TestPerAddressCaps(t *testing.T) {
 		}
 	}
 }
+
+// TestPerAddressCapsBehindATrustedProxy: behind a load balancer the
+// gateway trusts (-trusted-proxy), the cap counts the visitors' forwarded
+// addresses, not the balancer's: two visitors at two addresses both get a
+// session, a second one at the first address does not.
+func TestPerAddressCapsBehindATrustedProxy(t *testing.T) {
+	s1, s2, s3 := session(t, false), session(t, false), session(t, false)
+	base := startGateway(t, fakeNomad(t, s1, s2, s3), 3, "-max-claims-per-address", "1", "-trusted-proxy", "127.0.0.0/8")
+	eventually(t, "three free", func() bool { return free(t, base) == 3 })
+	for i, tc := range []struct {
+		xff  string
+		want int
+	}{{"198.51.100.1", http.StatusOK}, {"198.51.100.2", http.StatusOK}, {"198.51.100.1", http.StatusTooManyRequests}} {
+		resp, _ := newVisitor(t, base).navigateWith(http.Header{"X-Forwarded-For": {tc.xff}})
+		if resp.StatusCode != tc.want {
+			t.Fatalf("visitor %d from %s behind the proxy: HTTP %d, want %d", i+1, tc.xff, resp.StatusCode, tc.want)
+		}
+	}
+	if n := claimedCount(s1, s2, s3); n != 2 {
+		t.Fatalf("%d sessions claimed, want 2", n)
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclsimple"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/clientaddr"
 )
 
 // Routes: how a visitor reaches the session.
@@ -79,6 +81,10 @@ type Config struct {
 	MaxClaimsPerAddress  int `hcl:"max_claims_per_address,optional"`
 	MaxWaitingPerAddress int `hcl:"max_waiting_per_address,optional"`
 	MaxEventStreams      int `hcl:"max_event_streams,optional"`
+	// TrustedProxies are the load balancers or proxies in front of the
+	// gateway (addresses or CIDRs): for a request from one of them, the
+	// visitor's address is the nearest untrusted one in X-Forwarded-For.
+	TrustedProxies []string `hcl:"trusted_proxies,optional"`
 	// FrameAncestors are the sites that may embed the gateway's pages in a
 	// frame, besides the gateway itself (CSP frame-ancestors).
 	FrameAncestors []string `hcl:"frame_ancestors,optional"`
@@ -183,6 +189,7 @@ func Load(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&cfg.MaxClaimsPerAddress, "max-claims-per-address", cfg.MaxClaimsPerAddress, "most live sessions held by visitors at one address")
 	fs.IntVar(&cfg.MaxWaitingPerAddress, "max-waiting-per-address", cfg.MaxWaitingPerAddress, "most waiting pages from one address")
 	fs.IntVar(&cfg.MaxEventStreams, "max-event-streams", cfg.MaxEventStreams, "most waiting pages' event streams in all")
+	fs.Var(&listFlag{&cfg.TrustedProxies}, "trusted-proxy", "a proxy or load balancer in front of the gateway, address or CIDR, whose X-Forwarded-For is believed (repeatable)")
 	fs.Var(&listFlag{&cfg.FrameAncestors}, "frame-ancestor", "a site that may embed the gateway in a frame, e.g. https://portal.example.com (repeatable)")
 	fs.IntVar(&cfg.MinFree, "min-free", cfg.MinFree, "ready, unclaimed sessions to keep warm")
 	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "most sessions at once, starting ones included")
@@ -307,6 +314,9 @@ func (c *Config) Validate() error {
 		if f.v < 1 {
 			bad("%s: %d must be at least 1", f.name, f.v)
 		}
+	}
+	if _, err := clientaddr.New(c.TrustedProxies); err != nil {
+		bad("%v", err)
 	}
 	for _, a := range c.FrameAncestors {
 		if u, err := url.Parse(a); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || strings.ContainsAny(a, " ;,'") {

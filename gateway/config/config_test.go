@@ -69,6 +69,7 @@ func TestLoadRefusesBadFieldsByName(t *testing.T) {
 		{[]string{secret, "-max-event-streams=0"}, "max_event_streams:"},
 		{[]string{secret, "-frame-ancestor=https://a.example/path"}, "frame_ancestors:"},
 		{[]string{secret, "-frame-ancestor=*"}, "frame_ancestors:"},
+		{[]string{secret, "-trusted-proxy=10.0.0.0/33"}, "trusted_proxies:"},
 		{[]string{secret, "-session-server-name=s.example"}, "session_tls.server_name:"},
 	} {
 		_, err := Load(tc.args, io.Discard)
