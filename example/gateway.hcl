@@ -30,6 +30,10 @@ max_event_streams       = 2000
 # Sites that may embed the gateway's pages in a frame.
 frame_ancestors = []
 
+# Load balancers in front of the gateway (addresses or CIDRs): their
+# X-Forwarded-For names the visitor's address for the caps above.
+trusted_proxies = []
+
 dispatch_meta = {
   fleet = "demo"
 }
