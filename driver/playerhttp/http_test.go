@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling/sigtest"
 )
 
 // TestPlayerToken checks the page, the REST API and the WebSocket without,
@@ -69,7 +70,7 @@ func TestPlayerToken(t *testing.T) {
 			if err != nil {
 				t.Fatalf("WebSocket with the right token: %v", err)
 			}
-			p := &peer{t: t, name: "player", ws: ws}
+			p := wrap(&sigtest.Peer{T: t, Name: "player", WS: ws})
 			defer ws.Close()
 			p.expect(wantConfig)
 		})
@@ -414,7 +415,7 @@ func TestOriginCheck(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v %v", err, resp)
 				}
-				p := &peer{t: t, name: "player", ws: ws}
+				p := wrap(&sigtest.Peer{T: t, Name: "player", WS: ws})
 				defer ws.Close()
 				p.expect(wantConfig)
 				return
@@ -566,7 +567,7 @@ func TestStreamerNotLockedOutByPlayers(t *testing.T) {
 	newPlayer(t, s, "player 2")
 	ws, _, err := websocket.DefaultDialer.Dial(playerURL(s), nil)
 	if err == nil {
-		p := &peer{t: t, name: "player 3", ws: ws}
+		p := wrap(&sigtest.Peer{T: t, Name: "player 3", WS: ws})
 		code, _ := p.expectClose()
 		_ = ws.Close()
 		if code != 1013 {
