@@ -88,11 +88,7 @@ func (p *peer) send(msg string)            { p.T.Helper(); p.Send(msg) }
 func (p *peer) recv() string               { p.T.Helper(); return p.Recv() }
 func (p *peer) expect(want string)         { p.T.Helper(); p.Expect(want) }
 func (p *peer) expectClose() (int, string) { p.T.Helper(); return p.ExpectClose() }
-func (p *peer) expectCloseWith(code int, reason string) {
-	p.T.Helper()
-	p.ExpectCloseWith(code, reason)
-}
-func (p *peer) roundTrip() { p.T.Helper(); p.RoundTrip() }
+func (p *peer) roundTrip()                 { p.T.Helper(); p.RoundTrip() }
 
 const (
 	wantIdentify = sigtest.WantIdentify
