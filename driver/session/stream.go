@@ -19,6 +19,7 @@ import (
 const (
 	EventStreamReady          = "stream_ready"
 	EventStreamerDisconnected = "streamer_disconnected"
+	EventStreamerReconnected  = "streamer_reconnected"
 	// EventPlayerQuality: a player that reported its stream quality left;
 	// the message is its summary line.
 	EventPlayerQuality = "player_quality"
@@ -167,6 +168,9 @@ func (s *supervisor) onStreamEvent(st *stream, e signalling.Event) {
 			s.store.emit(EventStreamReady, fmt.Sprintf("Stream ready: streamer %q connected", e.StreamerID),
 				map[string]string{"streamer_id": e.StreamerID})
 		}
+	case signalling.StreamerReconnected:
+		s.store.emit(EventStreamerReconnected, fmt.Sprintf("Streamer %q reconnected: its new connection replaced the stale one; its players reconnect", e.StreamerID),
+			map[string]string{"streamer_id": e.StreamerID})
 	case signalling.StreamerDisconnected:
 		s.store.emit(EventStreamerDisconnected, fmt.Sprintf("Streamer %q disconnected", e.StreamerID),
 			map[string]string{"streamer_id": e.StreamerID})
