@@ -59,23 +59,52 @@ const (
 	Skew = 30 * time.Second
 )
 
-// Request is the body of POST Path.
+// Request is the body of POST Path. The gateway names the visitor, the
+// visitor's JWT subject and the visitor's network address; visitor and
+// address are pseudonyms (the session shows them in task events, the
+// gateway counts claims by them), the subject is the identity provider's.
 type Request struct {
 	Visitor string `json:"visitor"`
 	Subject string `json:"subject"`
+	Address string `json:"address,omitempty"`
 }
 
-// Response answers GET and POST Path.
+// Response answers GET and POST Path. A claimed or busy session names its
+// claim: the player token is PlayerToken(key, Claim), which only the
+// session and the gateway (that hold the key) can compute, so any replica
+// can route a visitor back to its session from the claim id alone.
 type Response struct {
 	State      State   `json:"state"`
 	Ready      bool    `json:"ready"`
-	Token      string  `json:"token,omitempty"`
+	Claim      string  `json:"claim,omitempty"`
 	ExpiresInS float64 `json:"expires_in_s,omitempty"`
 	Visitor    string  `json:"visitor,omitempty"`
+	Subject    string  `json:"subject,omitempty"`
+	Address    string  `json:"address,omitempty"`
 	Error      string  `json:"error,omitempty"`
 	// Quality sums the session's players' latest stream quality reports
 	// (GET only): the gateway aggregates it per node.
 	Quality *quality.Session `json:"quality,omitempty"`
+	// Index counts the session's changes of state and readiness (GET
+	// only). A GET with ?index= set to it is a blocking read: the answer
+	// comes when the index moves on, or after MaxWait.
+	Index uint64 `json:"index,omitempty"`
+}
+
+// MaxWait is how long a blocking GET waits for a change at most; the
+// gateway's quality figures are never older than that.
+const MaxWait = 10 * time.Second
+
+// IndexParam is the query parameter of a blocking GET.
+const IndexParam = "index"
+
+// PlayerToken is the one-time player token of claim id on the session
+// with key: what opens the claimed session's page and WebSocket.
+func PlayerToken(key Key, claimID string) string {
+	m := hmac.New(sha256.New, key[:])
+	m.Write([]byte("pixelstream player token v1\x00"))
+	m.Write([]byte(claimID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // DecodeRequest parses and checks a claim body; an empty body is a claim
@@ -91,7 +120,7 @@ func DecodeRequest(body io.Reader) (Request, error) {
 		}
 		return req, fmt.Errorf(`claim body: want {"visitor":"...","subject":"..."}: %w`, err)
 	}
-	for _, f := range []struct{ name, v string }{{"visitor", req.Visitor}, {"subject", req.Subject}} {
+	for _, f := range []struct{ name, v string }{{"visitor", req.Visitor}, {"subject", req.Subject}, {"address", req.Address}} {
 		if len(f.v) > FieldMax {
 			return req, fmt.Errorf("claim body: %s is %d bytes, at most %d", f.name, len(f.v), FieldMax)
 		}

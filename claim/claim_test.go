@@ -1,6 +1,7 @@
 package claim
 
 import (
+	"bytes"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -99,4 +100,29 @@ func FuzzParseAuthorization(f *testing.F) {
 		}
 		_ = s.Check(key, http.MethodGet, Path, nil, time.Now())
 	})
+}
+
+// BenchmarkExchange is what the contract adds to one claim call, both
+// sides together: sign the request, verify it (nonce remembered), sign
+// the answer, verify the answer.
+func BenchmarkExchange(b *testing.B) {
+	key := SessionKey("secret-0123456789", "alloc-a")
+	v := NewVerifier(key)
+	body := []byte(`{"visitor":"v-benchmark000","subject":"alice","address":"a-benchmark000"}`)
+	answer := []byte(`{"state":"claimed","ready":true,"claim":"c"}`)
+	for i := 0; i < b.N; i++ {
+		r := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+		nonce := Authorize(r, key, body, time.Now())
+		if _, got, err := v.Verify(httptest.NewRecorder(), r); err != nil || got != nonce {
+			b.Fatal(err)
+		}
+		h := http.Header{}
+		SignResponse(h, key, nonce, 200, answer)
+		if err := VerifyResponse(h, key, nonce, 200, answer); err != nil {
+			b.Fatal(err)
+		}
+		if i%MaxNonces == MaxNonces-1 {
+			v = NewVerifier(key) // a real session sees far fewer calls within 2*Skew
+		}
+	}
 }

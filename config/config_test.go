@@ -49,7 +49,7 @@ func TestTaskConfigDefaults(t *testing.T) {
 	}
 	if tc.Executable != want.Executable || tc.Resolution != want.Resolution || tc.Depth != want.Depth ||
 		tc.Render != want.Render || tc.RenderOffscreen != want.RenderOffscreen || tc.StreamerID != want.StreamerID ||
-		tc.UnrealFlags != want.UnrealFlags || len(tc.Args) != 0 {
+		tc.UnrealFlags != want.UnrealFlags || len(tc.Args) != 0 || tc.Frontend != FrontendUE57 {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", tc, want)
 	}
 	if err := tc.Validate(); err != nil {
@@ -92,18 +92,18 @@ args = ["-AudioMixer"]
 resolution = "1280x720"
 render = "vulkan"`,
 			[]string{"-AudioMixer", "-RenderOffScreen", "-Vulkan", "-ResX=1280", "-ResY=720", "-ForceRes",
-				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingConnectionURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
 		{"opengl onscreen custom id", `executable = "/opt/game/run.sh"
 render = "opengl"
 render_offscreen = false
 streamer_id = "lobby-7"`,
 			[]string{"-OpenGL", "-ResX=1920", "-ResY=1080", "-ForceRes",
-				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingID=lobby-7"}},
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingConnectionURL=ws://127.0.0.1:1", "-PixelStreamingID=lobby-7"}},
 		{"render none", `executable = "a"
 render = "none"
 resolution = "640X480"`,
 			[]string{"-RenderOffScreen", "-ResX=640", "-ResY=480", "-ForceRes",
-				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
+				"-PixelStreamingURL=ws://127.0.0.1:1", "-PixelStreamingSignallingURL=ws://127.0.0.1:1", "-PixelStreamingConnectionURL=ws://127.0.0.1:1", "-PixelStreamingID=DefaultStreamer"}},
 		{"not unreal", `executable = "/usr/bin/glxgears"
 args = ["-info"]
 unreal_flags = false`, []string{"-info"}},
@@ -282,6 +282,15 @@ startup_timeout = "-5s"`, "startup_timeout", "at least 1s"},
 stop_signal = "SIGSTOP"`, "stop_signal", "SIGTERM"},
 		{"audio wrong type", `executable = "a"
 audio = "yes please"`, "audio", ""},
+		{"homepage without http_root", `executable = "a"
+homepage = "player.html"`, "homepage", "needs http_root"},
+		{"homepage escapes", `executable = "a"
+http_root = "local/www"
+homepage = "../secrets/x"`, "homepage", "inside http_root"},
+		{"frontend unknown", `executable = "a"
+frontend = "ue5.6"`, "frontend", `"ue5.7"`},
+		{"frontend empty", `executable = "a"
+frontend = ""`, "frontend", `"ue5.5"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -303,9 +312,9 @@ audio = "yes please"`, "audio", ""},
 }
 
 func TestValidateReportsEveryField(t *testing.T) {
-	tc := TaskConfig{Resolution: "abc", Depth: 7, Render: "dx", StreamerID: ""}
+	tc := TaskConfig{Resolution: "abc", Depth: 7, Render: "dx", StreamerID: "", Frontend: "ue4.27"}
 	err := tc.Validate()
-	for _, field := range []string{"executable", "resolution", "depth", "render", "streamer_id"} {
+	for _, field := range []string{"executable", "resolution", "depth", "render", "streamer_id", "frontend"} {
 		if err == nil || !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error does not report %s: %v", field, err)
 		}

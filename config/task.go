@@ -34,6 +34,18 @@ const (
 	DefaultStopTimeout = 30 * time.Second
 )
 
+// The player pages a session embeds (task config `frontend`), named for
+// Epic's frontend line each is built from (web/build.mjs builds one page per
+// name). FrontendUE57 is Epic's supported line and the default; FrontendUE55
+// is for Unreal builds whose plugin predates it.
+const (
+	FrontendUE57 = "ue5.7"
+	FrontendUE55 = "ue5.5"
+)
+
+// Frontends lists the embedded player pages, the default first.
+var Frontends = []string{FrontendUE57, FrontendUE55}
+
 // DefaultStreamerID is the id Unreal's Pixel Streaming plugin uses by default.
 const DefaultStreamerID = "DefaultStreamer"
 
@@ -67,6 +79,12 @@ type TaskConfig struct {
 	TURNPort   string `codec:"turn_port"`
 	MaxPlayers int    `codec:"max_players"`
 	HTTPRoot   string `codec:"http_root"`
+	// Homepage names the file of http_root served at / ("" = index.html,
+	// else player.html, the page Epic's frontend build writes).
+	Homepage string `codec:"homepage"`
+	// Frontend picks the embedded player page: "ue5.7" (default) or
+	// "ue5.5". Not used when http_root serves a page of the job's own.
+	Frontend string `codec:"frontend"`
 	// AllowedOrigins lists the origins, besides the player page's own, whose
 	// pages may open a player WebSocket ("https://app.example.com"; "*" for
 	// any). Clients that send no Origin (not browsers) are always allowed.
@@ -199,10 +217,15 @@ var TaskSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("audio", "bool", false),
 		hclspec.NewLiteral(`true`),
 	),
-	"http_port":       hclspec.NewAttr("http_port", "string", false),
-	"turn_port":       hclspec.NewAttr("turn_port", "string", false),
-	"max_players":     hclspec.NewAttr("max_players", "number", false),
-	"http_root":       hclspec.NewAttr("http_root", "string", false),
+	"http_port":   hclspec.NewAttr("http_port", "string", false),
+	"turn_port":   hclspec.NewAttr("turn_port", "string", false),
+	"max_players": hclspec.NewAttr("max_players", "number", false),
+	"http_root":   hclspec.NewAttr("http_root", "string", false),
+	"homepage":    hclspec.NewAttr("homepage", "string", false),
+	"frontend": hclspec.NewDefault(
+		hclspec.NewAttr("frontend", "string", false),
+		hclspec.NewLiteral(`"`+FrontendUE57+`"`),
+	),
 	"allowed_origins": hclspec.NewAttr("allowed_origins", "list(string)", false),
 	"max_connections_per_address": hclspec.NewDefault(
 		hclspec.NewAttr("max_connections_per_address", "number", false),
@@ -311,6 +334,17 @@ func (t *TaskConfig) Validate() error {
 			errs = append(errs, fmt.Errorf(`gpu.adapter: %q must be "auto" or a GPU index from 0 to 63`, t.GPU.Adapter))
 		}
 	}
+	if t.Homepage != "" {
+		switch {
+		case t.HTTPRoot == "":
+			errs = append(errs, fmt.Errorf("homepage: %q needs http_root (the embedded page has its own)", t.Homepage))
+		case strings.HasPrefix(t.Homepage, "/") || strings.HasPrefix(t.Homepage, ".") || strings.Contains(t.Homepage, "/.") || strings.Contains(t.Homepage, `\`):
+			errs = append(errs, fmt.Errorf(`homepage: %q must be a file name inside http_root, such as "player.html" (no leading /, no .. or dotfiles)`, t.Homepage))
+		}
+	}
+	if !slices.Contains(Frontends, t.Frontend) {
+		errs = append(errs, fmt.Errorf("frontend: %q is not an embedded player page; use %q (Epic's ue5.7 frontend, for UE 5.6 and later) or %q (for UE 5.5 builds)", t.Frontend, FrontendUE57, FrontendUE55))
+	}
 	if t.MaxPlayers < 0 {
 		errs = append(errs, fmt.Errorf("max_players: %d must be 0 (unlimited) or a positive number of players per streamer", t.MaxPlayers))
 	}
@@ -373,10 +407,15 @@ func (t *TaskConfig) AppArgs(streamerURL string, extra ...string) []string {
 		"-ResX="+strconv.Itoa(res.Width),
 		"-ResY="+strconv.Itoa(res.Height),
 		"-ForceRes",
-		// Pixel Streaming 1 reads -PixelStreamingURL; Pixel Streaming 2 (UE
-		// 5.5+) prefers -PixelStreamingSignallingURL. Same value, both given.
+		// Pixel Streaming 1 reads -PixelStreamingURL; Pixel Streaming 2 in
+		// UE 5.5 prefers -PixelStreamingSignallingURL; UE 5.6+ reads
+		// -PixelStreamingConnectionURL and translates the other two
+		// (deprecated). All three carry the same value and Unreal ignores
+		// flags it does not know, so every line finds its own form and no
+		// line sees two different URLs: no per-version setting is needed.
 		"-PixelStreamingURL="+streamerURL,
 		"-PixelStreamingSignallingURL="+streamerURL,
+		"-PixelStreamingConnectionURL="+streamerURL,
 		"-PixelStreamingID="+t.StreamerID,
 	)
 }

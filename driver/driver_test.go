@@ -111,6 +111,9 @@ func newTask(t *testing.T, h *harness, tc config.TaskConfig) *drivers.TaskConfig
 	if tc.StreamerID == "" {
 		tc.StreamerID = defaults.StreamerID
 	}
+	if tc.Frontend == "" {
+		tc.Frontend = config.FrontendUE57
+	}
 	if err := task.EncodeConcreteDriverConfig(&tc); err != nil {
 		t.Fatal(err)
 	}

@@ -422,6 +422,13 @@ type session struct {
 // an auth block when token is set.
 func demoVariant(t *testing.T, job, token string) string {
 	t.Helper()
+	return demoVariantWith(t, job, token, "", "")
+}
+
+// demoVariantWith is demoVariant with config lines added to the task's
+// config block and stanzas (an artifact, say) added to the task.
+func demoVariantWith(t *testing.T, job, token, config, task string) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repo, "example", "demo.nomad.hcl"))
 	if err != nil {
 		t.Fatal(err)
@@ -436,6 +443,12 @@ func demoVariant(t *testing.T, job, token string) string {
 	replace(`job "pixelstream-demo"`, fmt.Sprintf("job %q", job))
 	if token != "" {
 		replace(`turn_port  = "turn"`, fmt.Sprintf("turn_port  = \"turn\"\n        auth {\n          token = %q\n        }", token))
+	}
+	if config != "" {
+		replace(`turn_port  = "turn"`, "turn_port  = \"turn\"\n"+config)
+	}
+	if task != "" {
+		replace("      resources {", task+"\n      resources {")
 	}
 	path := filepath.Join(t.TempDir(), job+".nomad.hcl")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
@@ -611,13 +624,14 @@ func ppid(pid int) int {
 }
 
 // Points of the stand-in's scene (example/streamer/README.md): the reference
-// patch is 64x64 at (32,32), the key block 64x64 at (128,32); clicks go
-// well away from both and from the moving bar at the bottom.
+// patch is 64x64 at (112,32), the key block 64x64 at (208,32); clicks go
+// below the middle band (the session's name in large type), away from the
+// moving bar at the bottom, for both sizes the tests use (640x480, 512x384).
 var (
-	refPatch   = [2]int{64, 64}
-	keyBlock   = [2]int{160, 64}
-	clickPoint = [2]int{400, 260}
-	farPoint   = [2]int{440, 300} // background, even with the marker at clickPoint
+	refPatch   = [2]int{144, 64}
+	keyBlock   = [2]int{240, 64}
+	clickPoint = [2]int{400, 320}
+	farPoint   = [2]int{440, 360} // background, even with the marker at clickPoint
 )
 
 const playerToken = "e2e-browser-token-0123456789"

@@ -3,12 +3,15 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,10 +22,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/claim"
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/auth"
 )
 
 const (
 	gwSecret  = "e2e-gateway-secret-0123456789abcdef"
+	gwOpToken = "e2e-operator-token-0123456789abcdef"
 	gwJWTKey  = "e2e-jwt-hs256-key-0123456789abcdef0123"
 	gwIssuer  = "https://id.example.test"
 	gwAudient = "play.example.test"
@@ -45,13 +50,17 @@ type gwSession struct {
 type gateway struct {
 	c    *cluster
 	urls []string // one per replica
+	ops  []string // each replica's operator endpoints (loopback)
 }
 
 // runGateway (re)deploys the gateway job and waits for every replica.
 func (c *cluster) runGateway(count int, vars ...string) *gateway {
 	c.t.Helper()
 	_, _ = c.server.nomadErr("job", "stop", "-purge", "pixelstream-gateway")
+	// Every visitor of these tests comes from 127.0.0.1: the per-address
+	// caps are lifted (gateway/visitor_test.go tests them).
 	args := []string{"job", "run", "-detach", "-var", "binary=" + bin("nomad-driver-pixelstream"), "-var", "port=0",
+		"-var", "operator_port=0", "-var", "max_claims_per_address=1000", "-var", "max_waiting_per_address=1000",
 		"-var", "nomad_addr=" + c.server.addr, "-var", "node_class=c1", "-var", fmt.Sprintf("count=%d", count)}
 	for _, v := range vars {
 		args = append(args, "-var", v)
@@ -59,7 +68,7 @@ func (c *cluster) runGateway(count int, vars ...string) *gateway {
 	c.nomadOut(append(args, "../example/gateway.nomad.hcl")...)
 	g := &gateway{c: c}
 	c.server.eventually(90*time.Second, fmt.Sprintf("%d gateway replicas answering /healthz", count), func() bool {
-		g.urls = g.urls[:0]
+		g.urls, g.ops = g.urls[:0], g.ops[:0]
 		for _, al := range c.server.allocs("pixelstream-gateway") {
 			if al.ClientStatus != "running" {
 				continue
@@ -70,6 +79,7 @@ func (c *cluster) runGateway(count int, vars ...string) *gateway {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					g.urls = append(g.urls, u)
+					g.ops = append(g.ops, fmt.Sprintf("http://127.0.0.1:%d", c.server.playerPortOf(al.ID, "operator")))
 				}
 			}
 		}
@@ -101,10 +111,16 @@ func (a *agent) playerPortOf(allocID, label string) int {
 	return 0
 }
 
+// operator GETs one of a replica's operator endpoints with the operator
+// token.
+func (g *gateway) operator(replica int, path string) (*http.Response, error) {
+	req, _ := http.NewRequest(http.MethodGet, g.ops[replica]+path, nil)
+	req.Header.Set("Authorization", "Bearer "+gwOpToken)
+	return http.DefaultClient.Do(req)
+}
+
 func (g *gateway) sessions(replica int) []gwSession {
-	req, _ := http.NewRequest(http.MethodGet, g.urls[replica]+"/api/sessions", nil)
-	req.Header.Set("Authorization", "Bearer "+gwSecret)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := g.operator(replica, "/api/sessions")
 	if err != nil {
 		return nil
 	}
@@ -126,7 +142,7 @@ func (g *gateway) count(replica int, state string) int {
 
 // metric reads one sample of a replica's /metrics.
 func (g *gateway) metric(replica int, name string) float64 {
-	resp, err := http.Get(g.urls[replica] + "/metrics")
+	resp, err := g.operator(replica, "/metrics")
 	if err != nil {
 		return -1
 	}
@@ -216,6 +232,21 @@ func visit(u string) (assigned bool, visitor string, status int, err error) {
 	return assigned, visitor, resp.StatusCode, nil
 }
 
+// claimStateTLS is claimState for a session that serves TLS.
+func claimStateTLS(s gwSession, pki *testPKI) (state, visitor string) {
+	req, _ := http.NewRequest(http.MethodGet, "https://"+s.Address+claim.Path, nil)
+	claim.Authorize(req, claim.SessionKey(gwSecret, s.AllocID), nil, time.Now())
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", ""
+	}
+	defer resp.Body.Close()
+	var st struct{ State, Visitor string }
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	return st.State, st.Visitor
+}
+
 // claimState asks a session itself its state, signed as the gateway signs
 // (with the allocation's key derived from the fleet secret).
 func claimState(s gwSession) (state, visitor string) {
@@ -253,7 +284,7 @@ func signJWT(t *testing.T, key string, mod func(*jwt.RegisteredClaims)) string {
 func TestGateway(t *testing.T) {
 	c := startCluster(t)
 	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-session", "gateway_secret="+gwSecret)
-	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret)
+	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret, "operator_token="+gwOpToken)
 	// idle_timeout 3s: a visitor who closes the tab frees the capacity fast.
 	c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"),
 		"-var", "idle_timeout=3s", "-var", "claim_timeout=8s", "../example/session.nomad.hcl")
@@ -283,7 +314,14 @@ func TestGateway(t *testing.T) {
 					t.Errorf("visit %d: %v", i, err)
 				}
 				if assigned {
-					winners[visitor] = true
+					// Sessions know visitors by the gateway's pseudonym of
+					// the id the (signed) cookie carries.
+					keys := auth.NewKeys(gwSecret)
+					id, ok := keys.Visitor(visitor)
+					if !ok {
+						t.Errorf("visit %d: visitor cookie %q is not signed by the gateway", i, visitor)
+					}
+					winners[keys.Pseudonym("v", id)] = true
 				}
 			}(i)
 		}
@@ -301,6 +339,92 @@ func TestGateway(t *testing.T) {
 			seen[visitor] = true
 		}
 		// Nobody came for them: the claims expire and the pool is free again.
+		c.server.eventually(60*time.Second, "the unused claims to expire", func() bool { return g.count(0, "free") == 3 })
+	})
+
+	t.Run("a foreign job that registers the session service gets no request and no visitor", func(t *testing.T) {
+		c.server.t = t
+		// The attacker's server: it records every request it gets.
+		var mu sync.Mutex
+		var hits []string
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		trap := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits = append(hits, r.Method+" "+r.URL.Path+" Authorization="+r.Header.Get("Authorization"))
+			mu.Unlock()
+			_, _ = io.WriteString(w, "attacker's page")
+		})}
+		go func() { _ = trap.Serve(ln) }()
+		defer trap.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		// Anyone who may submit a job can register the service name.
+		job := filepath.Join(t.TempDir(), "evil.nomad.hcl")
+		src := fmt.Sprintf(`job "evil" {
+  type = "service"
+  group "g" {
+    service {
+      name     = "pixelstream-session"
+      provider = "nomad"
+      address  = "127.0.0.1"
+      port     = %d
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["3600"]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+`, port)
+		if err := os.WriteFile(job, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.nomadOut("job", "run", "-detach", job)
+		defer func() { _, _ = c.server.nomadErr("job", "stop", "-purge", "evil") }()
+		c.server.eventually(60*time.Second, "Nomad to list the foreign registration", func() bool {
+			var regs []struct{ JobID string }
+			_ = c.server.api("/v1/service/pixelstream-session", &regs)
+			for _, r := range regs {
+				if r.JobID == "evil" {
+					return true
+				}
+			}
+			return false
+		})
+		// Four visitors: three get the three real sessions, the fourth
+		// waits; nobody is sent to the attacker, who is never asked anything.
+		for i := 0; i < 4; i++ {
+			req, _ := http.NewRequest(http.MethodGet, g.urls[i%2]+"/", nil)
+			req.Header.Set("Sec-Fetch-Mode", "navigate")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), "attacker") {
+				t.Fatalf("visitor %d was sent to the foreign registration", i+1)
+			}
+		}
+		for i := range g.urls {
+			if n := len(g.sessions(i)); n != 3 {
+				t.Fatalf("replica %d lists %d sessions, want the 3 of its own", i, n)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hits) > 0 {
+			t.Fatalf("the foreign registration got requests: %v", hits)
+		}
 		c.server.eventually(60*time.Second, "the unused claims to expire", func() bool { return g.count(0, "free") == 3 })
 	})
 
@@ -343,7 +467,7 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("visitor 4 sees position %q, want 1", pos)
 		}
 		var q struct{ Length int }
-		resp, err := http.Get(g.urls[0] + "/api/queue")
+		resp, err := g.operator(0, "/api/queue")
 		if err == nil {
 			_ = json.NewDecoder(resp.Body).Decode(&q)
 			resp.Body.Close()
@@ -453,6 +577,49 @@ func TestGateway(t *testing.T) {
 		}
 		p.close(t)
 	})
+
+	t.Run("TLS sessions: the pool serves HTTPS on the player port; the gateway claims and proxies over TLS verified against its CA file", func(t *testing.T) {
+		c.server.t = t
+		pki := newTestPKI(t)
+		cert, key := pki.issue(t, "pixelstream pool session")
+		c.server.putVar(t, "nomad/jobs/pixelstream-session", map[string]string{"gateway_secret": gwSecret, "tls_cert": cert, "tls_key": key})
+		// The plain-HTTP pool's sessions go first: free ones wait for a
+		// visitor forever and would fill max_sessions.
+		_, _ = c.server.nomadErr("job", "stop", "-purge", "pixelstream-gateway")
+		var children []struct{ ID, ParentID string }
+		_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &children)
+		for _, j := range children {
+			_, _ = c.server.nomadErr("job", "stop", "-purge", j.ID)
+		}
+		c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "tls=true", "-var", "streamer="+bin("streamer"),
+			"-var", "idle_timeout=3s", "-var", "claim_timeout=8s", "../example/session.nomad.hcl")
+		caFile := filepath.Join(pki.dir, "ca.pem")
+		g = c.runGateway(1, "min_free=1", "max_sessions=2", fmt.Sprintf(`extra_args=["-session-ca-file=%s"]`, caFile))
+		c.server.eventually(180*time.Second, "a warm TLS session", func() bool {
+			for _, s := range g.sessions(0) {
+				if s.State == "free" && s.Ready {
+					if _, err := pki.servedCert(s.Address); err == nil {
+						return true
+					}
+				}
+			}
+			return false
+		})
+		p, status, _ := b.open(t, "tls", g.urls[0]+gwPage)
+		if status != http.StatusOK {
+			t.Fatalf("visitor of a TLS pool: HTTP %d", status)
+		}
+		playWithin(t, p, 60*time.Second)
+		s := sessionOf(t, p, g)
+		// The session itself answers only TLS: plain HTTP to it fails.
+		if resp, err := http.Get("http://" + s.Address + "/healthz"); err == nil && resp.StatusCode == http.StatusOK {
+			t.Fatalf("session %s answers plain HTTP", s.Address)
+		}
+		if state, _ := claimStateTLS(s, pki); state != "busy" {
+			t.Fatalf("session %s says %q over TLS, want busy", s.AllocID, state)
+		}
+		p.close(t)
+	})
 }
 
 // TestBenchGateway measures visitor arrival to first decoded frame through
@@ -470,7 +637,7 @@ func TestBenchGateway(t *testing.T) {
 	}
 	c := startCluster(t)
 	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-session", "gateway_secret="+gwSecret)
-	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret)
+	c.nomadOut("var", "put", "-force", "nomad/jobs/pixelstream-gateway", "gateway_secret="+gwSecret, "operator_token="+gwOpToken)
 	// Both clients fingerprint this machine's CPU; at the job's default
 	// 1000 MHz a session, only a few fit: reserve less so n do.
 	c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"),

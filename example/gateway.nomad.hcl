@@ -4,7 +4,7 @@
 #
 #   SECRET=$(openssl rand -hex 32)
 #   nomad var put nomad/jobs/pixelstream-session gateway_secret=$SECRET
-#   nomad var put nomad/jobs/pixelstream-gateway gateway_secret=$SECRET
+#   nomad var put nomad/jobs/pixelstream-gateway gateway_secret=$SECRET operator_token=$(openssl rand -hex 32)
 #   nomad job run -var pool=true -var streamer=$PWD/build/streamer example/session.nomad.hcl
 #   nomad job run -var binary=$PWD/build/nomad-driver-pixelstream example/gateway.nomad.hcl
 #   # open http://<node>:8080/
@@ -28,6 +28,24 @@ variable "port" {
   type        = number
   default     = 8080
   description = "The visitors' port on the node (0: Nomad picks one)."
+}
+
+variable "operator_port" {
+  type        = number
+  default     = 8081
+  description = "The operator endpoints' port (/api/sessions, /api/queue, /metrics; 0: Nomad picks one). The gateway binds it on the node's loopback only."
+}
+
+variable "max_claims_per_address" {
+  type        = number
+  default     = 4
+  description = "Most live sessions held by visitors at one network address."
+}
+
+variable "max_waiting_per_address" {
+  type        = number
+  default     = 4
+  description = "Most waiting pages open from one network address."
 }
 
 variable "nomad_addr" {
@@ -92,6 +110,9 @@ job "pixelstream-gateway" {
       port "http" {
         static = var.port
       }
+      port "operator" {
+        static = var.operator_port
+      }
     }
 
     service {
@@ -124,7 +145,12 @@ job "pixelstream-gateway" {
       }
 
       template {
-        data        = "PIXELSTREAM_GATEWAY_SECRET={{ with nomadVar \"nomad/jobs/pixelstream-gateway\" }}{{ .gateway_secret }}{{ end }}"
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/pixelstream-gateway" }}
+          PIXELSTREAM_GATEWAY_SECRET={{ .gateway_secret }}
+          PIXELSTREAM_OPERATOR_TOKEN={{ .operator_token }}
+          {{ end }}
+        EOT
         destination = "secrets/gateway.env"
         env         = true
       }
@@ -134,6 +160,9 @@ job "pixelstream-gateway" {
         args = concat([
           "gateway",
           "-listen", "0.0.0.0:${NOMAD_PORT_http}",
+          "-operator-listen", "127.0.0.1:${NOMAD_PORT_operator}",
+          "-max-claims-per-address", "${var.max_claims_per_address}",
+          "-max-waiting-per-address", "${var.max_waiting_per_address}",
           "-nomad-addr", var.nomad_addr != "" ? var.nomad_addr : "http://${attr.unique.network.ip-address}:4646",
           "-job", "pixelstream-session",
           "-service", "pixelstream-session",

@@ -50,6 +50,12 @@ variable "return_to_pool" {
   description = "pool = true: a session whose visitor left is free for the next one (default: it ends after idle_timeout)."
 }
 
+variable "tls" {
+  type        = bool
+  default     = false
+  description = "The player port serves HTTPS/WSS with the certificate and key in the Nomad variable nomad/jobs/pixelstream-session (keys tls_cert, tls_key); the gateway then needs session_tls { ca_file }."
+}
+
 variable "idle_timeout" {
   type    = string
   default = "5m"
@@ -76,11 +82,11 @@ job "pixelstream-session" {
   type        = "batch"
 
   parameterized {
-    # The gateway names the visitor (and the subject its JWT carried) at
-    # dispatch when it starts a session for a waiting visitor; a warm pool
-    # session gets them with its claim instead (its task events show both).
+    # A pool session learns its visitor (a pseudonym) and the subject the
+    # visitor's JWT carried with its claim, not at dispatch: its task events
+    # show both. The gateway's dispatches carry only its dispatch_meta.
     meta_required = var.pool ? [] : ["token"]
-    meta_optional = var.pool ? ["visitor", "subject"] : []
+    meta_optional = []
   }
 
   group "session" {
@@ -99,10 +105,12 @@ job "pixelstream-session" {
       tags     = ["pixelstream"]
 
       check {
-        type     = "http"
-        path     = "/readyz"
-        interval = "5s"
-        timeout  = "2s"
+        type            = "http"
+        protocol        = var.tls ? "https" : "http"
+        tls_skip_verify = var.tls
+        path            = "/readyz"
+        interval        = "5s"
+        timeout         = "2s"
       }
     }
 
@@ -133,6 +141,15 @@ job "pixelstream-session" {
         }
       }
 
+      dynamic "template" {
+        for_each = var.tls ? [1] : []
+        content {
+          data        = "{{ with nomadVar \"nomad/jobs/pixelstream-session\" }}{{ .tls_cert }}\n{{ .tls_key }}{{ end }}"
+          destination = "secrets/tls.pem"
+          perms       = "0644" # read by the session, which runs as the task user
+        }
+      }
+
       config {
         executable           = var.streamer
         args                 = var.clip == "" ? [] : ["-StandInClip=${var.clip}"]
@@ -150,6 +167,10 @@ job "pixelstream-session" {
         # comes from each claim.
         auth {
           token = var.pool ? "" : "${NOMAD_META_token}"
+        }
+        tls {
+          cert_file = var.tls ? "secrets/tls.pem" : ""
+          key_file  = var.tls ? "secrets/tls.pem" : ""
         }
         gateway {
           secret         = var.pool ? "${GATEWAY_SECRET}" : ""

@@ -8,6 +8,7 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,17 +31,28 @@ import (
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/config"
 )
 
-const secret = "unit-gateway-secret-0123456789"
+const (
+	secret   = "unit-gateway-secret-0123456789"
+	opToken  = "unit-operator-token-0123456789"
+	opHeader = "Bearer " + opToken
+)
 
 // session is a pool session: a signalling server with claims and a
 // stand-in streamer identified to it.
-func session(t *testing.T, returnToPool bool) *playerhttp.Signalling {
+func session(t testing.TB, returnToPool bool) *playerhttp.Signalling {
+	t.Helper()
+	return sessionWith(t, returnToPool, nil)
+}
+
+// sessionWith is a pool session whose player port serves TLS when
+// playerTLS is set.
+func sessionWith(t testing.TB, returnToPool bool, playerTLS *tls.Config) *playerhttp.Signalling {
 	t.Helper()
 	allocMu.Lock()
 	alloc := fmt.Sprintf("alloc-%d", len(allocOf))
 	allocMu.Unlock()
 	s, err := playerhttp.Start(signalling.Config{StreamerListen: "127.0.0.1:0", Logger: hclog.NewNullLogger()},
-		playerhttp.Config{Listen: "127.0.0.1:0", Logger: hclog.NewNullLogger(),
+		playerhttp.Config{Listen: "127.0.0.1:0", Logger: hclog.NewNullLogger(), TLS: playerTLS,
 			Claim: playerhttp.ClaimConfig{Secret: secret, AllocID: alloc, TTL: time.Minute, ReturnToPool: returnToPool}})
 	if err != nil {
 		t.Fatal(err)
@@ -78,9 +90,18 @@ var (
 
 // fakeNomad is a FAKE Nomad API listing the given sessions as registrations
 // of running children; blocking queries hold until the client gives up.
-func fakeNomad(t *testing.T, sessions ...*playerhttp.Signalling) string {
+func fakeNomad(t testing.TB, sessions ...*playerhttp.Signalling) string {
+	t.Helper()
+	return fakeNomadWith(t, nil, sessions...)
+}
+
+// fakeNomadWith also lists foreign registrations of the session service:
+// registrations Nomad has, but of jobs that are not the session job's
+// children, or naming allocations Nomad does not confirm.
+func fakeNomadWith(t testing.TB, foreign []map[string]any, sessions ...*playerhttp.Signalling) string {
 	t.Helper()
 	var regs, jobs []map[string]any
+	allocs := map[string]map[string]any{}
 	for i, s := range sessions {
 		host, p, _ := net.SplitHostPort(s.PlayerAddr().String())
 		port, _ := strconv.Atoi(p)
@@ -88,10 +109,13 @@ func fakeNomad(t *testing.T, sessions ...*playerhttp.Signalling) string {
 		allocMu.Lock()
 		alloc := allocOf[s]
 		allocMu.Unlock()
-		regs = append(regs, map[string]any{"ServiceName": "pixelstream-session", "JobID": job, "NodeID": "node",
+		regs = append(regs, map[string]any{"ServiceName": "pixelstream-session", "Namespace": "default", "JobID": job, "NodeID": "node",
 			"AllocID": alloc, "Address": host, "Port": port})
 		jobs = append(jobs, map[string]any{"ID": job, "ParentID": "pixelstream-session", "Status": "running"})
+		allocs[alloc] = map[string]any{"ID": alloc, "Namespace": "default", "NodeID": "node", "JobID": job, "ClientStatus": "running",
+			"Job": map[string]any{"ID": job, "ParentID": "pixelstream-session", "Dispatched": true}}
 	}
+	regs = append(regs, foreign...)
 	answer := func(v any) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Query().Get("index") != "" {
@@ -105,6 +129,14 @@ func fakeNomad(t *testing.T, sessions ...*playerhttp.Signalling) string {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/service/pixelstream-session", answer(regs))
 	mux.HandleFunc("GET /v1/jobs", answer(jobs))
+	mux.HandleFunc("GET /v1/allocation/{id}", func(w http.ResponseWriter, r *http.Request) {
+		a, ok := allocs[r.PathValue("id")]
+		if !ok {
+			http.Error(w, "alloc not found", http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(a)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		t.Errorf("fake Nomad: unexpected %s %s (a dispatch beyond max_sessions?)", r.Method, r.URL)
 		http.Error(w, "unexpected", http.StatusInternalServerError)
@@ -119,9 +151,9 @@ func fakeNomad(t *testing.T, sessions ...*playerhttp.Signalling) string {
 	return "http://" + ln.Addr().String()
 }
 
-func startGateway(t *testing.T, nomadAddr string, maxSessions int, extra ...string) string {
+func startGateway(t testing.TB, nomadAddr string, maxSessions int, extra ...string) string {
 	t.Helper()
-	cfg, err := config.Load(append([]string{"-nomad-addr", nomadAddr, "-secret", secret, "-min-free", "0",
+	cfg, err := config.Load(append([]string{"-nomad-addr", nomadAddr, "-secret", secret, "-operator-token", opToken, "-min-free", "0",
 		"-max-sessions", strconv.Itoa(maxSessions), "-max-queue", "5", "-state-interval", "100ms"}, extra...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -134,29 +166,69 @@ func startGateway(t *testing.T, nomadAddr string, maxSessions int, extra ...stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	op, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = g.Run(ctx, ln); close(done) }()
+	go func() { _ = g.Run(ctx, ln, op); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + ln.Addr().String()
+	base := "http://" + ln.Addr().String()
+	allocMu.Lock()
+	operatorOf[base] = "http://" + op.Addr().String()
+	allocMu.Unlock()
+	return base
+}
+
+// operatorOf is each test gateway's operator listener, by visitor URL.
+var operatorOf = map[string]string{}
+
+// operatorGet GETs an operator endpoint of the gateway at base.
+func operatorGet(t testing.TB, base, path string, v any) int {
+	t.Helper()
+	allocMu.Lock()
+	op := operatorOf[base]
+	allocMu.Unlock()
+	req, _ := http.NewRequest(http.MethodGet, op+path, nil)
+	req.Header.Set("Authorization", opHeader)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		_ = json.NewDecoder(resp.Body).Decode(v)
+	}
+	return resp.StatusCode
 }
 
 // visitor is a browser: its own cookie jar.
 type visitor struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 }
 
-func newVisitor(t *testing.T, base string) *visitor {
+func newVisitor(t testing.TB, base string) *visitor {
 	jar, _ := cookiejar.New(nil)
 	return &visitor{t: t, base: base, c: &http.Client{Jar: jar}}
 }
 
 func (v *visitor) navigate() (*http.Response, string) {
 	v.t.Helper()
+	return v.navigateWith(nil)
+}
+
+// navigateWith loads the page with extra headers (Sec-Fetch-Site, a
+// credential).
+func (v *visitor) navigateWith(h http.Header) (*http.Response, string) {
+	v.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, v.base+"/", nil)
 	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
 	resp, err := v.c.Do(req)
 	if err != nil {
 		v.t.Fatal(err)
@@ -245,7 +317,7 @@ func next(t *testing.T, ch <-chan [2]string, want string) string {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -338,7 +410,7 @@ func TestVisitorsProxiedQueuedAndHandedOver(t *testing.T) {
 
 func TestQueueFullAndLeavingOnClose(t *testing.T) {
 	s := session(t, false)
-	base := startGateway(t, fakeNomad(t, s), 1)
+	base := startGateway(t, fakeNomad(t, s), 1, "-max-waiting-per-address", "10")
 	eventually(t, "free", func() bool { return free(t, base) == 1 })
 	newVisitor(t, base).navigate() // takes the only session
 
@@ -361,27 +433,15 @@ func TestQueueFullAndLeavingOnClose(t *testing.T) {
 	eventually(t, "the queue to empty", func() bool { return queueLen(t, base) == 0 })
 }
 
-func free(t *testing.T, base string) int {
-	req, _ := http.NewRequest(http.MethodGet, base+"/api/sessions", nil)
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
+func free(t testing.TB, base string) int {
 	var out struct{ Counts struct{ Free int } }
-	_ = json.NewDecoder(resp.Body).Decode(&out)
+	operatorGet(t, base, "/api/sessions", &out)
 	return out.Counts.Free
 }
 
 func queueLen(t *testing.T, base string) int {
-	resp, err := http.Get(base + "/api/queue")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var out struct{ Length int }
-	_ = json.NewDecoder(resp.Body).Decode(&out)
+	out := struct{ Length int }{-1}
+	operatorGet(t, base, "/api/queue", &out)
 	return out.Length
 }
 
@@ -434,4 +494,64 @@ func TestRedirectRoute(t *testing.T) {
 	if _, body := newVisitor(t, base).navigate(); !strings.Contains(body, "Waiting for a session") {
 		t.Fatal("a second visitor was not queued while the only session is taken")
 	}
+}
+
+// TestForeignRegistrationGetsNothing: a job that is not a child of the
+// session job registers the session service name (anyone with submit
+// rights can), and so does one that names a live child's job with an
+// allocation Nomad does not confirm. Neither gets a single request (no
+// state poll, no claim, no key-signed request to learn from) nor a
+// visitor: with the only real session taken, the next visitor waits.
+func TestForeignRegistrationGetsNothing(t *testing.T) {
+	var hits sync.Map
+	trap := func(name string) (string, int) {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Store(name, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, "<h1>attacker's page</h1>")
+		})}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		host, p, _ := net.SplitHostPort(ln.Addr().String())
+		port, _ := strconv.Atoi(p)
+		return host, port
+	}
+	h1, p1 := trap("not a child")
+	h2, p2 := trap("unconfirmed allocation")
+	s := session(t, false)
+	foreign := []map[string]any{
+		{"ServiceName": "pixelstream-session", "Namespace": "default", "JobID": "evil", "NodeID": "node", "AllocID": "alloc-evil", "Address": h1, "Port": p1},
+		{"ServiceName": "pixelstream-session", "Namespace": "default", "JobID": "pixelstream-session/dispatch-0", "NodeID": "node",
+			"AllocID": "alloc-unknown", "Address": h2, "Port": p2},
+	}
+	base := startGateway(t, fakeNomadWith(t, foreign, s), 3)
+	eventually(t, "the gateway to see its one session free", func() bool { return free(t, base) == 1 })
+
+	if _, body := newVisitor(t, base).navigate(); strings.Contains(body, "attacker") || s.Web.ClaimState() != playerhttp.ClaimClaimed {
+		t.Fatalf("first visitor: the real session is %s; page from the attacker %v", s.Web.ClaimState(), strings.Contains(body, "attacker"))
+	}
+	for i := 0; i < 3; i++ {
+		if _, body := newVisitor(t, base).navigate(); !strings.Contains(body, "Waiting for a session") {
+			t.Fatalf("visitor %d with the only session taken did not wait (attacker's page: %v)", i+2, strings.Contains(body, "attacker"))
+		}
+	}
+	// Several state-poll rounds (100ms) have passed; none reached a trap.
+	hits.Range(func(k, v any) bool {
+		t.Errorf("the %s registration got a request: %v", k, v)
+		return true
+	})
+	if n := len(sessionsOf(t, base)); n != 1 {
+		t.Fatalf("/api/sessions lists %d sessions, want only the one of its own", n)
+	}
+}
+
+func sessionsOf(t *testing.T, base string) []map[string]any {
+	t.Helper()
+	var out struct{ Sessions []map[string]any }
+	operatorGet(t, base, "/api/sessions", &out)
+	return out.Sessions
 }

@@ -31,7 +31,12 @@ func TestNodeQualityMetrics(t *testing.T) {
 	}
 	var last string
 	eventually(t, "the node's quality in the gateway's /metrics", func() bool {
-		resp, err := http.Get(base + "/metrics")
+		allocMu.Lock()
+		op := operatorOf[base]
+		allocMu.Unlock()
+		req, _ := http.NewRequest(http.MethodGet, op+"/metrics", nil)
+		req.Header.Set("Authorization", opHeader)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}

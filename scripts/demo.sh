@@ -14,6 +14,13 @@ JOB=pixelstream-demo
 SESSION_JOB=pixelstream-session
 GATEWAY_JOB=pixelstream-gateway
 GATEWAY_PORT=${GATEWAY_PORT:-8080}
+OPERATOR_PORT=${OPERATOR_PORT:-8081}
+# The operator endpoints (/api/sessions, /api/queue, /metrics): their URL
+# and Bearer token, for `source`.
+OPERATOR_ENV=$DIR/operator.env
+# DEMO_INTERFACE=eth0: sessions take their ports (player page, TURN) on that
+# interface instead of loopback, so browsers on other machines can play.
+DEMO_INTERFACE=${DEMO_INTERFACE:-}
 
 agent_running() {
   [ -f "$DIR/agent.pid" ] && kill -0 "$(cat "$DIR/agent.pid")" 2>/dev/null
@@ -53,6 +60,9 @@ start() {
     fi
     install -m 0755 build/nomad-driver-pixelstream "$DIR/plugins/nomad-driver-pixelstream"
     sed "s|@DIR@|$DIR|g" example/agent.hcl > "$DIR/agent.hcl"
+    if [ -n "$DEMO_INTERFACE" ]; then
+      sed -i "s|network_interface = \"lo\"|network_interface = \"$DEMO_INTERFACE\"|" "$DIR/agent.hcl"
+    fi
     # The gateway job runs the host's binary (raw_exec).
     printf '\nplugin "raw_exec" {\n  config {\n    enabled = true\n  }\n}\n' >> "$DIR/agent.hcl"
     # The agent outlives this script: it must not keep descriptors the
@@ -68,29 +78,46 @@ start() {
     echo "Nomad agent starting (log: $DIR/agent.log)"
   fi
   wait_for 120 "the Nomad node with a healthy pixelstream driver" driver_healthy
-  # One secret for the gateway and its sessions, in Nomad variables (the
-  # jobs read them through templates; it never appears on a command line
-  # that stays around).
-  if ! "$NOMAD" var get "nomad/jobs/$SESSION_JOB" >/dev/null 2>&1; then
-    local secret
-    secret=$(openssl rand -hex 32)
+  # One secret for the gateway and its sessions, and the operator token
+  # (not the secret) for the gateway's operator endpoints, in Nomad
+  # variables (the jobs read them through templates; they never appear on
+  # a command line that stays around).
+  local secret token
+  secret=$("$NOMAD" var get -item=gateway_secret "nomad/jobs/$SESSION_JOB" 2>/dev/null || true)
+  token=$("$NOMAD" var get -item=operator_token "nomad/jobs/$GATEWAY_JOB" 2>/dev/null || true)
+  if [ -z "$secret" ] || [ -z "$token" ]; then
+    [ -n "$secret" ] || secret=$(openssl rand -hex 32)
+    token=$(openssl rand -hex 32)
     quiet "$NOMAD" var put -force "nomad/jobs/$SESSION_JOB" "gateway_secret=$secret"
-    quiet "$NOMAD" var put -force "nomad/jobs/$GATEWAY_JOB" "gateway_secret=$secret"
+    quiet "$NOMAD" var put -force "nomad/jobs/$GATEWAY_JOB" "gateway_secret=$secret" "operator_token=$token"
   fi
+  (umask 077; printf 'PIXELSTREAM_OPERATOR_URL=http://127.0.0.1:%s\nPIXELSTREAM_OPERATOR_TOKEN=%s\n' "$OPERATOR_PORT" "$token" > "$OPERATOR_ENV")
   quiet "$NOMAD" job run -detach -var pool=true -var idle_timeout=1m -var "streamer=$ROOT/build/streamer" example/session.nomad.hcl
   quiet "$NOMAD" job run -detach -var "binary=$DIR/plugins/nomad-driver-pixelstream" -var "port=$GATEWAY_PORT" \
-    -var nomad_addr="$NOMAD_ADDR" -var min_free=1 -var max_sessions=3 example/gateway.nomad.hcl
+    -var "operator_port=$OPERATOR_PORT" -var nomad_addr="$NOMAD_ADDR" -var min_free=1 -var max_sessions=3 example/gateway.nomad.hcl
   wait_for 120 "the gateway to answer on 127.0.0.1:$GATEWAY_PORT" curl -sf "http://127.0.0.1:$GATEWAY_PORT/healthz"
   wait_for 180 "a warm session in the gateway's pool" warm_session
   echo "Gateway ready with a warm session; two browsers get two sessions (at most 3 at once, then a queue)."
   echo "nomad job status $SESSION_JOB lists the sessions; make demo-stop ends everything."
+  echo "The gateway's sessions, as its operator sees them (URL and token in $OPERATOR_ENV):"
+  echo "  set -a; . $OPERATOR_ENV; set +a"
+  echo '  curl -H "Authorization: Bearer $PIXELSTREAM_OPERATOR_TOKEN" "$PIXELSTREAM_OPERATOR_URL/api/sessions"'
   echo
-  echo "Open http://127.0.0.1:$GATEWAY_PORT/"
+  local host=127.0.0.1
+  if [ -n "$DEMO_INTERFACE" ]; then
+    host=$(ip -4 -o addr show dev "$DEMO_INTERFACE" | awk '{print $4}' | cut -d/ -f1 | head -n1)
+  fi
+  echo "Open http://$host:$GATEWAY_PORT/"
 }
 
-# warm_session: the gateway's pool has a free session whose streamer is ready.
+# warm_session: the gateway's pool has a free session whose streamer is ready
+# (read from its operator endpoint, with the operator token).
 warm_session() {
-  curl -sf "http://127.0.0.1:$GATEWAY_PORT/metrics" | grep -q '^pixelstream_gateway_sessions{state="free"} [1-9]'
+  (
+    set -a; . "$OPERATOR_ENV"; set +a
+    curl -sf -H "Authorization: Bearer $PIXELSTREAM_OPERATOR_TOKEN" "$PIXELSTREAM_OPERATOR_URL/metrics" |
+      grep -q '^pixelstream_gateway_sessions{state="free"} [1-9]'
+  )
 }
 
 stop() {

@@ -54,6 +54,7 @@ type options struct {
 	streamer string
 	insecure bool
 	json     bool
+	visits   bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.streamer, "streamer", "", "streamer id to subscribe to (default: the first listed)")
 	fs.BoolVar(&o.insecure, "insecure", false, "accept any TLS certificate (self-signed test setups)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON line instead of the tables")
+	fs.BoolVar(&o.visits, "visits", false, "with -json: add each visitor's own times (visits) for joining with other clocks")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -219,7 +221,17 @@ type report struct {
 	PageBytes    dist            `json:"page_bytes"`
 	Candidates   map[string]int  `json:"candidates"`
 	Errors       map[string]int  `json:"errors,omitempty"`
+	Visits       []visitRecord   `json:"visits,omitempty"`
 	stages       []string
+}
+
+// visitRecord is one visitor's times, with wall clock anchors (Unix ms).
+type visitRecord struct {
+	ArrivedMS  int64              `json:"arrived_unix_ms"`
+	AssignedMS int64              `json:"assigned_unix_ms,omitempty"` // queued visitors
+	LeftMS     int64              `json:"left_unix_ms"`
+	AtMS       map[string]float64 `json:"at_ms"`
+	Error      string             `json:"error,omitempty"`
 }
 
 func summarize(o options, results []*result, wall time.Duration) *report {
@@ -238,6 +250,21 @@ func summarize(o options, results []*result, wall time.Duration) *report {
 	for _, res := range results {
 		if res == nil {
 			continue
+		}
+		if o.visits {
+			v := visitRecord{ArrivedMS: res.arrived.UnixMilli(), LeftMS: res.left.UnixMilli(), AtMS: map[string]float64{}}
+			if !res.assigned.IsZero() {
+				v.AssignedMS = res.assigned.UnixMilli()
+			}
+			for st := 0; st < numStages; st++ {
+				if res.at[st] > 0 {
+					v.AtMS[stageNames[st]] = ms(res.at[st])
+				}
+			}
+			if res.err != nil {
+				v.Error = res.failedIn + ": " + truncate(res.err.Error(), 200)
+			}
+			r.Visits = append(r.Visits, v)
 		}
 		if res.queued {
 			r.Queued++

@@ -12,20 +12,24 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
 )
 
 // webroot holds the placeholder page (committed) and, after
-// `npm --prefix web ci && npm --prefix web run build`, the player bundle in
-// webroot/dist (never committed). Embedding the directory rather than the
-// bundle keeps a build without the bundle compiling.
+// `npm --prefix web ci && npm --prefix web run build`, one player page per
+// frontend line in webroot/dist/<frontend> (never committed). Embedding the
+// directory rather than the bundle keeps a build without the bundle
+// compiling.
 //
 //go:embed all:webroot
 var webroot embed.FS
 
-// embeddedPage returns the built player page, or the placeholder that says
-// how to build it, and whether the bundle is present.
-func embeddedPage() (fs.FS, bool) {
-	if dist, err := fs.Sub(webroot, "webroot/dist"); err == nil {
+// embeddedPage returns the built player page of a frontend line
+// (config.Frontends), or the placeholder that says how to build it, and
+// whether the bundle is present.
+func embeddedPage(frontend string) (fs.FS, bool) {
+	if dist, err := fs.Sub(webroot, "webroot/dist/"+frontend); err == nil {
 		if _, err := fs.Stat(dist, "index.html"); err == nil {
 			return dist, true
 		}
@@ -34,10 +38,15 @@ func embeddedPage() (fs.FS, bool) {
 	return placeholder, false
 }
 
-// BundleEmbedded reports whether this build carries the player page bundle.
+// BundleEmbedded reports whether this build carries the player page of
+// every frontend line.
 func BundleEmbedded() bool {
-	_, ok := embeddedPage()
-	return ok
+	for _, f := range config.Frontends {
+		if _, ok := embeddedPage(f); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) pageHandler() (http.Handler, error) {
@@ -50,11 +59,16 @@ func (s *Server) pageHandler() (http.Handler, error) {
 			return nil, fmt.Errorf("signalling http_root: %w", err)
 		}
 		s.root = root
-		return staticFiles(root.FS(), s.log), nil
+		if h := s.cfg.Homepage; h != "" {
+			if fi, err := fs.Stat(root.FS(), h); err != nil || !fi.Mode().IsRegular() {
+				return nil, fmt.Errorf("homepage %q is not a file in http_root %s (it names the page served at /; default: index.html, else %s)", h, s.cfg.HTTPRoot, DefaultHomepage)
+			}
+		}
+		return staticFiles(root.FS(), s.cfg.Homepage, s.log), nil
 	}
-	page, ok := embeddedPage()
+	page, ok := embeddedPage(s.frontend())
 	if !ok {
-		s.log.Warn("player page bundle not embedded; serving build instructions", "build", "npm --prefix web ci && npm --prefix web run build")
+		s.log.Warn("player page bundle not embedded; serving build instructions", "frontend", s.frontend(), "build", "make page (npm --prefix web ci && npm --prefix web run build)")
 	}
 	assets, err := precompressed(page)
 	if err != nil {
@@ -63,11 +77,30 @@ func (s *Server) pageHandler() (http.Handler, error) {
 	return servePrecompressed(assets), nil
 }
 
-// staticFiles serves regular files of fsys: a directory serves its
-// index.html or is not found (no listings), and no path element may start
-// with a dot (.git, .env, .htpasswd: what a deploy leaves behind), except
-// .well-known (RFC 8615).
-func staticFiles(fsys fs.FS, log hclog.Logger) http.Handler {
+// DefaultHomepage is what http_root serves at / when it has no index.html:
+// the page Epic's frontend build writes, and Wilbur's --homepage default.
+const DefaultHomepage = "player.html"
+
+// homepageOf is the file fsys serves at /: homepage when one is configured,
+// else index.html, else DefaultHomepage when that exists.
+func homepageOf(fsys fs.FS, homepage string) string {
+	if homepage != "" {
+		return homepage
+	}
+	if fi, err := fs.Stat(fsys, "index.html"); err == nil && fi.Mode().IsRegular() {
+		return "index.html"
+	}
+	if fi, err := fs.Stat(fsys, DefaultHomepage); err == nil && fi.Mode().IsRegular() {
+		return DefaultHomepage
+	}
+	return "index.html"
+}
+
+// staticFiles serves regular files of fsys: / serves the homepage
+// (homepageOf), another directory its index.html or is not found (no
+// listings), and no path element may start with a dot (.git, .env,
+// .htpasswd: what a deploy leaves behind), except .well-known (RFC 8615).
+func staticFiles(fsys fs.FS, homepage string, log hclog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -81,6 +114,9 @@ func staticFiles(fsys fs.FS, log hclog.Logger) http.Handler {
 		if hiddenPath(name) {
 			http.NotFound(w, r)
 			return
+		}
+		if name == "." {
+			name = homepageOf(fsys, homepage)
 		}
 		f, fi, err := openRegular(fsys, name)
 		if errors.Is(err, errIsDir) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,11 +80,48 @@ type claims struct {
 	mu       sync.Mutex
 	state    ClaimState
 	token    [32]byte // sha256 of the current player token; valid unless free
+	claimID  string   // names the claim; the player token derives from it
 	visitor  string
 	subject  string
+	address  string
 	players  int
 	expiry   *time.Timer
 	claimGen uint64 // invalidates an expiry timer that fired after a change
+	// index counts changes of state and readiness; changed is closed at
+	// the next one (blocking GETs wait on it).
+	index   uint64
+	changed chan struct{}
+}
+
+// bumpLocked marks a change for blocking reads. Callers hold c.mu.
+func (c *claims) bumpLocked() {
+	c.index++
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// readinessChanged wakes blocking reads when the streamer comes or goes.
+func (c *claims) readinessChanged() {
+	c.mu.Lock()
+	c.bumpLocked()
+	c.mu.Unlock()
+}
+
+// waitChange waits until the index is past index, at most wait.
+func (c *claims) waitChange(r *http.Request, index uint64, wait time.Duration) {
+	c.mu.Lock()
+	cur, ch := c.index, c.changed
+	c.mu.Unlock()
+	if cur != index {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-r.Context().Done():
+	}
 }
 
 // newClaims makes the claim state when cfg has a secret; the server feeds
@@ -101,7 +139,7 @@ func newClaims(cfg ClaimConfig) (*claims, error) {
 	key := claim.SessionKey(cfg.Secret, cfg.AllocID)
 	cfg.Secret = ""
 	return &claims{cfg: cfg, verifier: claim.NewVerifier(key), state: ClaimFree,
-		cookie: "pixelstream_claim_" + randomID(6)}, nil
+		cookie: "pixelstream_claim_" + randomID(6), changed: make(chan struct{}), index: 1}, nil
 }
 
 // State is the session's claim state.
@@ -120,23 +158,26 @@ func (s *Server) ClaimState() ClaimState {
 }
 
 // claim reserves a free session; it fails when the session is not free.
-func (c *claims) claim(visitor, subject string) (token string, err error) {
+func (c *claims) claim(req claim.Request) (claimID string, err error) {
 	c.mu.Lock()
 	if c.state != ClaimFree {
 		st := c.state
 		c.mu.Unlock()
 		return "", fmt.Errorf("session is %s", st)
 	}
-	token = randomID(32)
-	c.token = sha256.Sum256([]byte(token))
-	c.state, c.visitor, c.subject = ClaimClaimed, visitor, subject
+	claimID = randomID(16)
+	c.token = sha256.Sum256([]byte(claim.PlayerToken(c.verifier.Key(), claimID)))
+	c.claimID = claimID
+	visitor, subject := req.Visitor, req.Subject
+	c.state, c.visitor, c.subject, c.address = ClaimClaimed, visitor, subject, req.Address
+	c.bumpLocked()
 	c.claimGen++
 	gen := c.claimGen
 	c.expiry = time.AfterFunc(c.cfg.TTL, func() { c.expire(gen) })
 	ev := ClaimEvent{State: ClaimClaimed, Visitor: visitor, Subject: subject}
 	c.mu.Unlock()
 	c.notify(ev)
-	return token, nil
+	return claimID, nil
 }
 
 // expire frees a claim whose visitor never connected.
@@ -154,8 +195,9 @@ func (c *claims) expire(gen uint64) {
 // freeLocked returns the session to the pool; the old token stops working.
 func (c *claims) freeLocked(reason string) ClaimEvent {
 	ev := ClaimEvent{State: ClaimFree, Visitor: c.visitor, Subject: c.subject, Reason: reason}
-	c.state, c.visitor, c.subject = ClaimFree, "", ""
+	c.state, c.visitor, c.subject, c.address, c.claimID = ClaimFree, "", "", "", ""
 	c.token = [32]byte{}
+	c.bumpLocked()
 	c.claimGen++
 	if c.expiry != nil {
 		c.expiry.Stop()
@@ -171,6 +213,7 @@ func (c *claims) playersChanged(n int) {
 	switch {
 	case n > 0 && c.state == ClaimClaimed:
 		c.state = ClaimBusy
+		c.bumpLocked()
 		if c.expiry != nil {
 			c.expiry.Stop()
 			c.expiry = nil
@@ -288,11 +331,21 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		_, _ = w.Write(b)
 	}
-	ready := s.router.Ready()
 	switch r.Method {
 	case http.MethodGet:
+		if v := r.URL.Query().Get(claim.IndexParam); v != "" {
+			// A blocking read: the gateway learns of a change the moment
+			// it happens, not at its next poll.
+			index, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				reply(http.StatusBadRequest, claim.Response{Error: "?" + claim.IndexParam + "= must be the index of the last answer (an unsigned integer)"})
+				return
+			}
+			c.waitChange(r, index, claim.MaxWait)
+		}
+		ready := s.router.Ready()
 		c.mu.Lock()
-		resp := claim.Response{State: c.state, Ready: ready, Visitor: c.visitor}
+		resp := claim.Response{State: c.state, Ready: ready, Claim: c.claimID, Visitor: c.visitor, Subject: c.subject, Address: c.address, Index: c.index}
 		c.mu.Unlock()
 		q := s.router.Quality()
 		resp.Quality = &q
@@ -304,6 +357,7 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusMethodNotAllowed, claim.Response{Error: "use POST to claim, GET for the state"})
 		return
 	}
+	ready := s.router.Ready()
 	req, err := claim.DecodeRequest(bytes.NewReader(body))
 	if err != nil {
 		reply(http.StatusBadRequest, claim.Response{Error: err.Error()})
@@ -316,14 +370,14 @@ func (s *Server) apiClaim(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusServiceUnavailable, claim.Response{State: c.State(), Error: "no streamer connected yet"})
 		return
 	}
-	token, err := c.claim(req.Visitor, req.Subject)
+	claimID, err := c.claim(req)
 	if err != nil {
 		reply(http.StatusConflict, claim.Response{State: c.State(), Ready: true, Error: err.Error()})
 		return
 	}
 	s.log.Info("session claimed", "visitor", req.Visitor, "subject", req.Subject)
-	reply(http.StatusOK, claim.Response{State: ClaimClaimed, Ready: true, Token: token,
-		ExpiresInS: c.cfg.TTL.Seconds(), Visitor: req.Visitor})
+	reply(http.StatusOK, claim.Response{State: ClaimClaimed, Ready: true, Claim: claimID,
+		ExpiresInS: c.cfg.TTL.Seconds(), Visitor: req.Visitor, Subject: req.Subject, Address: req.Address})
 }
 
 func randomID(n int) string {

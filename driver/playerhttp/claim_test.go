@@ -115,7 +115,7 @@ func TestClaimRefusesWithoutSecretOrStreamer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, resp := postClaim(t, s, tc.secret, tc.body)
-			if code != tc.want || resp.Token != "" {
+			if code != tc.want || resp.Claim != "" {
 				t.Fatalf("claim: %d %+v, want %d and no token", code, resp, tc.want)
 			}
 		})
@@ -151,7 +151,7 @@ func TestClaimIsExclusiveAndTokenOpensThePage(t *testing.T) {
 			mu.Lock()
 			codes[code]++
 			if code == http.StatusOK {
-				token = resp.Token
+				token = playerToken(resp)
 			}
 			mu.Unlock()
 		}()
@@ -208,21 +208,21 @@ func TestClaimExpiresAndReturnToPool(t *testing.T) {
 		t.Fatalf("claim: %d", code)
 	}
 	eventually(t, "the unused claim to expire", func() bool { return s.ClaimState() == ClaimFree })
-	if resp, _ := httpGet(t, httpURL(s, "/"), http.Header{"Authorization": {"Bearer " + first.Token}}); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := httpGet(t, httpURL(s, "/"), http.Header{"Authorization": {"Bearer " + playerToken(first)}}); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("expired token opened the page: %d", resp.StatusCode)
 	}
 
 	code, second := postClaim(t, s, testSecret, `{"visitor":"v2"}`)
-	if code != http.StatusOK || second.Token == first.Token {
-		t.Fatalf("second claim: %d, same token %v", code, second.Token == first.Token)
+	if code != http.StatusOK || second.Claim == first.Claim {
+		t.Fatalf("second claim: %d, same token %v", code, second.Claim == first.Claim)
 	}
-	p := dial(t, "v2", playerURL(s), http.Header{"Authorization": {"Bearer " + second.Token}})
+	p := dial(t, "v2", playerURL(s), http.Header{"Authorization": {"Bearer " + playerToken(second)}})
 	p.expect(wantConfig)
 	subscribe(t, p, st, "DefaultStreamer")
 	eventually(t, "busy", func() bool { return s.ClaimState() == ClaimBusy })
 	_ = p.ws.Close()
 	eventually(t, "back in the pool", func() bool { return s.ClaimState() == ClaimFree })
-	if _, _, err := websocket.DefaultDialer.Dial(playerURL(s), http.Header{"Authorization": {"Bearer " + second.Token}}); err == nil {
+	if _, _, err := websocket.DefaultDialer.Dial(playerURL(s), http.Header{"Authorization": {"Bearer " + playerToken(second)}}); err == nil {
 		t.Fatal("the previous visitor's token still opens a session returned to the pool")
 	}
 	want := []ClaimState{ClaimClaimed, ClaimFree, ClaimClaimed, ClaimBusy, ClaimFree}
@@ -241,7 +241,7 @@ func TestNoClaimsWithoutGateway(t *testing.T) {
 	s := startServer(t, Config{})
 	req, _ := signedClaim(t, s, testSecret, http.MethodPost, `{}`, time.Now())
 	code, resp := send(t, req, "", "") // a session without a gateway has no key to sign with
-	if code != http.StatusNotFound || resp.Token != "" {
+	if code != http.StatusNotFound || resp.Claim != "" {
 		t.Fatalf("claim of a session without a gateway: %d %+v, want 404", code, resp)
 	}
 	if resp, _ := httpGet(t, httpURL(s, "/"), nil); resp.StatusCode != http.StatusOK {
@@ -268,7 +268,7 @@ func TestClaimReplayAndForeignKeysFail(t *testing.T) {
 		r.Header.Set("Authorization", wire)
 		return r
 	}
-	if code, resp := send(t, captured, testSecret, nonce); code != http.StatusOK || resp.Token == "" {
+	if code, resp := send(t, captured, testSecret, nonce); code != http.StatusOK || resp.Claim == "" {
 		t.Fatalf("the gateway's claim: %d %+v", code, resp)
 	}
 	eventually(t, "the unused claim to expire", func() bool { return s.ClaimState() == ClaimFree })
@@ -282,14 +282,19 @@ func TestClaimReplayAndForeignKeysFail(t *testing.T) {
 	otherBody.Body = io.NopCloser(strings.NewReader(`{"visitor":"attacker"}`))
 	for name, r := range map[string]*http.Request{"the captured request replayed": replay(), "a stale request": stale,
 		"another allocation's key": otherAlloc, "the fleet secret as Bearer": bearer, "the captured signature on another body": otherBody} {
-		if code, resp := send(t, r, "", ""); code != http.StatusUnauthorized || resp.Token != "" {
+		if code, resp := send(t, r, "", ""); code != http.StatusUnauthorized || resp.Claim != "" {
 			t.Fatalf("%s: %d %+v, want 401 and no token", name, code, resp)
 		}
 		if s.ClaimState() != ClaimFree {
 			t.Fatalf("%s changed the session's state to %s", name, s.ClaimState())
 		}
 	}
-	if code, resp := postClaim(t, s, testSecret, body); code != http.StatusOK || resp.Token == "" {
+	if code, resp := postClaim(t, s, testSecret, body); code != http.StatusOK || resp.Claim == "" {
 		t.Fatalf("the gateway's next claim: %d %+v", code, resp)
 	}
+}
+
+// playerToken is the player token of a claim, as the gateway derives it.
+func playerToken(r claim.Response) string {
+	return claim.PlayerToken(claim.SessionKey(testSecret, testAlloc), r.Claim)
 }

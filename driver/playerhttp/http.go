@@ -4,36 +4,65 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
+
+// playerRoutes is every route of the player port besides player WebSockets
+// (an upgrade on any path), each with the handler it gets; the README's
+// endpoint table is checked against it (readme_test.go).
+var playerRoutes = []struct {
+	pattern string
+	handler func(*Server) http.HandlerFunc
+}{
+	{"GET /healthz", func(*Server) http.HandlerFunc { return healthz }},
+	{"GET /readyz", func(s *Server) http.HandlerFunc { return s.readyz }},
+	{"GET /metrics", (*Server).metricsHandler},
+	{"GET " + RouteStatus, func(s *Server) http.HandlerFunc { return s.guard(s.apiStatus) }},
+	{"GET " + RouteStreamers, func(s *Server) http.HandlerFunc { return s.guard(s.apiStreamers) }},
+	{"GET " + RouteStreamer, func(s *Server) http.HandlerFunc { return s.guard(s.apiStreamer) }},
+	{"GET " + RoutePlayers, func(s *Server) http.HandlerFunc { return s.guard(s.apiPlayers) }},
+	{"GET " + RoutePlayer, func(s *Server) http.HandlerFunc { return s.guard(s.apiPlayer) }},
+	{"GET " + RouteConfig, func(s *Server) http.HandlerFunc { return s.guard(s.apiConfig) }},
+	{"GET " + RouteAPIDefinition, func(s *Server) http.HandlerFunc { return s.guard(apiDefinition) }},
+	{claim.Path, func(s *Server) http.HandlerFunc { return s.apiClaim }},
+	{"/", func(s *Server) http.HandlerFunc { return s.guard(s.page.ServeHTTP) }},
+}
+
+// Routes lists the player port's route patterns ("GET /healthz", "/", ...).
+func Routes() []string {
+	out := make([]string, 0, len(playerRoutes))
+	for _, r := range playerRoutes {
+		out = append(out, r.pattern)
+	}
+	return out
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") }
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.router.Ready() {
+		writeText(w, http.StatusServiceUnavailable, "no streamer connected\n")
+		return
+	}
+	writeText(w, http.StatusOK, "ok\n")
+}
+
+func (s *Server) metricsHandler() http.HandlerFunc {
+	return promhttp.HandlerFor(s.router.Registry(), promhttp.HandlerOpts{}).ServeHTTP
+}
 
 // playerMux serves the player port: a WebSocket upgrade on any path is a
 // player (Epic's frontend connects to the page's origin), everything else is
 // the page, health, metrics or the REST API.
 func (s *Server) playerMux() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeText(w, http.StatusOK, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.router.Ready() {
-			writeText(w, http.StatusServiceUnavailable, "no streamer connected\n")
-			return
-		}
-		writeText(w, http.StatusOK, "ok\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.router.Registry(), promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/status", s.guard(s.apiStatus))
-	mux.HandleFunc("GET /api/streamers", s.guard(s.apiStreamers))
-	mux.HandleFunc("GET /api/streamers/{id}", s.guard(s.apiStreamer))
-	mux.HandleFunc("GET /api/players", s.guard(s.apiPlayers))
-	mux.HandleFunc("GET /api/players/{id}", s.guard(s.apiPlayer))
-	mux.HandleFunc("/api/claim", s.apiClaim)
-	mux.HandleFunc("/", s.guard(s.page.ServeHTTP))
+	for _, r := range playerRoutes {
+		mux.HandleFunc(r.pattern, r.handler(s))
+	}
 	return s.claimGate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if signalling.IsUpgrade(r) {
 			// Players come from the page on this port or from any page a
@@ -84,8 +113,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
-}
-
-func notFound(w http.ResponseWriter, what, id string) {
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": what + " " + strings.TrimSpace(id) + " not found"})
 }

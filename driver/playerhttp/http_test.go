@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling/sigtest"
 )
 
 // TestPlayerToken checks the page, the REST API and the WebSocket without,
@@ -69,7 +70,7 @@ func TestPlayerToken(t *testing.T) {
 			if err != nil {
 				t.Fatalf("WebSocket with the right token: %v", err)
 			}
-			p := &peer{t: t, name: "player", ws: ws}
+			p := wrap(&sigtest.Peer{T: t, Name: "player", WS: ws})
 			defer ws.Close()
 			p.expect(wantConfig)
 		})
@@ -140,9 +141,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	if status["streamer_count"] != 1.0 || status["player_count"] != 1.0 || status["version"] == nil || status["uptime"] == nil {
 		t.Fatalf("/api/status = %v", status)
 	}
-	var streamers []string
+	var streamers []apiStreamerInfo
 	get("/api/streamers", &streamers)
-	if len(streamers) != 1 || streamers[0] != "S" {
+	if len(streamers) != 1 || streamers[0].StreamerID != "S" {
 		t.Fatalf("/api/streamers = %v", streamers)
 	}
 	var info apiStreamerInfo
@@ -150,9 +151,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	if info.StreamerID != "S" || info.Type != "Streamer" || !info.Streaming || len(info.Subscribers) != 1 || info.Subscribers[0].PlayerID != "1" {
 		t.Fatalf("/api/streamers/S = %+v", info)
 	}
-	var players []string
+	var players []apiPlayerInfo
 	get("/api/players", &players)
-	if len(players) != 1 || players[0] != "1" {
+	if len(players) != 1 || players[0].PlayerID != "1" {
 		t.Fatalf("/api/players = %v", players)
 	}
 	var pinfo apiPlayerInfo
@@ -307,7 +308,7 @@ func TestHTTPTimeouts(t *testing.T) {
 		p.roundTrip()
 		st.roundTrip()
 		st.send(fmt.Sprintf(`{"type":"offer","playerId":%q,"sdp":"v=0"}`, id))
-		p.expect(`{"type":"offer","sdp":"v=0"}`)
+		p.expect(fmt.Sprintf(`{"type":"offer","sdp":"v=0","playerId":%q}`, id))
 	})
 }
 
@@ -414,7 +415,7 @@ func TestOriginCheck(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v %v", err, resp)
 				}
-				p := &peer{t: t, name: "player", ws: ws}
+				p := wrap(&sigtest.Peer{T: t, Name: "player", WS: ws})
 				defer ws.Close()
 				p.expect(wantConfig)
 				return
@@ -566,7 +567,7 @@ func TestStreamerNotLockedOutByPlayers(t *testing.T) {
 	newPlayer(t, s, "player 2")
 	ws, _, err := websocket.DefaultDialer.Dial(playerURL(s), nil)
 	if err == nil {
-		p := &peer{t: t, name: "player 3", ws: ws}
+		p := wrap(&sigtest.Peer{T: t, Name: "player 3", WS: ws})
 		code, _ := p.expectClose()
 		_ = ws.Close()
 		if code != 1013 {

@@ -5,12 +5,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -29,6 +32,12 @@ type Config struct {
 	// page: only regular files inside it (symlinks resolved within it), no
 	// dotfiles, no directory listings.
 	HTTPRoot string
+	// Homepage names the file of HTTPRoot served at / ("" = index.html,
+	// else player.html, as Epic's frontend build names its page).
+	Homepage string
+	// Frontend picks the embedded player page (config.Frontends); "" means
+	// config.FrontendUE57. Not used with HTTPRoot.
+	Frontend string
 	// TLS, when set, makes the player port HTTPS/WSS only
 	// (CertReloader.TLSConfig: certificates reload when their files change).
 	TLS *tls.Config
@@ -115,6 +124,17 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("HTTPRoot %q is not a directory", c.HTTPRoot))
 		}
 	}
+	if c.Homepage != "" {
+		switch {
+		case c.HTTPRoot == "":
+			errs = append(errs, fmt.Errorf("field Homepage %q needs HTTPRoot: the embedded page has its own", c.Homepage))
+		case !fs.ValidPath(c.Homepage) || c.Homepage == "." || hiddenPath(c.Homepage):
+			errs = append(errs, fmt.Errorf("field Homepage %q must be a file name inside HTTPRoot, such as %q (no leading /, no .. or dotfiles)", c.Homepage, DefaultHomepage))
+		}
+	}
+	if c.Frontend != "" && !slices.Contains(config.Frontends, c.Frontend) {
+		errs = append(errs, fmt.Errorf("field Frontend %q is not an embedded player page; use one of %q", c.Frontend, config.Frontends))
+	}
 	for i, o := range c.AllowedOrigins {
 		if _, err := parseOrigin(o); err != nil {
 			errs = append(errs, fmt.Errorf("AllowedOrigins[%d]: %w", i, err))
@@ -178,6 +198,25 @@ func (s *Server) Event(e signalling.Event) {
 	if s.claims != nil && (e.Kind == signalling.PlayerConnected || e.Kind == signalling.PlayerDisconnected) {
 		s.claims.playersChanged(e.Players)
 	}
+	if s.claims != nil && (e.Kind == signalling.StreamerIdentified || e.Kind == signalling.StreamerDisconnected) {
+		s.claims.readinessChanged()
+	}
+}
+
+// frontend is the embedded page's frontend line.
+func (s *Server) frontend() string {
+	if s.cfg.Frontend == "" {
+		return config.FrontendUE57
+	}
+	return s.cfg.Frontend
+}
+
+// homepage is the page served at / (for /api/config).
+func (s *Server) homepage() string {
+	if s.root == nil {
+		return "index.html"
+	}
+	return homepageOf(s.root.FS(), s.cfg.Homepage)
 }
 
 // reject counts a refused player request in the router's metrics.

@@ -21,6 +21,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling/sigtest"
 )
 
 // testCA issues leaf certificates for 127.0.0.1.
@@ -271,7 +273,7 @@ func TestPlayerPortTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("wss player: %v", err)
 	}
-	player := &peer{t: t, name: "wss player", ws: ws}
+	player := wrap(&sigtest.Peer{T: t, Name: "wss player", WS: ws})
 	t.Cleanup(func() { _ = ws.Close() })
 	player.recv() // config
 	subscribe(t, player, streamer, "tls-streamer")

@@ -113,19 +113,21 @@ func (s *supervisor) startStream() error {
 		peer = streamerPeer(s.cfg.UID)
 	}
 	sig, err := playerhttp.Start(signalling.Config{
-		StreamerListen:  "127.0.0.1:0",
-		StreamerKey:     key,
-		StreamerPeer:    peer,
-		ReadyStreamerID: task.StreamerID,
-		MaxPlayers:      task.MaxPlayers,
-		Limits:          signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
-		Hooks:           hooks,
-		Registry:        registry,
-		Logger:          s.logger.Named("signalling"),
+		StreamerListen: "127.0.0.1:0",
+		StreamerID:     task.StreamerID, // its reconnect keeps the id (sameStreamerReturns); /readyz waits for it
+		StreamerKey:    key,
+		StreamerPeer:   peer,
+		MaxPlayers:     task.MaxPlayers,
+		Limits:         signalling.Limits{MaxConnectionsPerAddress: task.MaxConnectionsPerAddress},
+		Hooks:          hooks,
+		Registry:       registry,
+		Logger:         s.logger.Named("signalling"),
 	}, playerhttp.Config{
 		Listen:         playerListen,
 		PlayerToken:    task.Auth.Token,
 		HTTPRoot:       s.optionalTaskPath(task.HTTPRoot),
+		Frontend:       task.Frontend,
+		Homepage:       task.Homepage,
 		AllowedOrigins: task.AllowedOrigins,
 		SessionID:      s.cfg.SessionID(),
 		TLS:            playerTLS,
@@ -178,6 +180,9 @@ func (s *supervisor) onStreamEvent(st *stream, e signalling.Event) {
 			s.store.emit(sessionapi.EventStreamReady, fmt.Sprintf("Stream ready: streamer %q connected", e.StreamerID),
 				map[string]string{"streamer_id": e.StreamerID})
 		}
+	case signalling.StreamerReconnected:
+		s.store.emit(sessionapi.EventStreamerReconnected, fmt.Sprintf("Streamer %q reconnected: its new connection replaced the stale one; its players reconnect", e.StreamerID),
+			map[string]string{"streamer_id": e.StreamerID})
 	case signalling.StreamerDisconnected:
 		s.store.emit(sessionapi.EventStreamerDisconnected, fmt.Sprintf("Streamer %q disconnected", e.StreamerID),
 			map[string]string{"streamer_id": e.StreamerID})

@@ -47,6 +47,7 @@ const (
 	// Stream events: the streamer identified itself or went away.
 	EventStreamReady          = "stream_ready"
 	EventStreamerDisconnected = "streamer_disconnected"
+	EventStreamerReconnected  = "streamer_reconnected"
 	// EventPlayerQuality: a player that reported its stream quality left;
 	// the message is its summary line.
 	EventPlayerQuality = "player_quality"

@@ -21,6 +21,16 @@ type Config struct {
 	StreamerListen string
 	// SFUListen is the "host:port" of the SFU endpoint; "" disables it.
 	SFUListen string
+	// StreamerID is the session's own streamer's id (task config
+	// streamer_id). When that streamer connects again while its previous
+	// connection is still open (a PixelStreaming2 streamer reconnects every
+	// 2 s after a lost socket, before the ping sweep notices the stale one),
+	// the new connection takes the old one's place under the same id
+	// instead of being listed as StreamerID1; see sameStreamerReturns.
+	// "" keeps Epic's rule for every id: a taken id gets a number suffix.
+	// When set it is also the streamer Ready (/readyz) waits for: other ids
+	// on the streamer port do not make the session ready.
+	StreamerID string
 	// MaxPlayers caps the players subscribed to one streamer; 0 = unlimited.
 	MaxPlayers int
 	// StreamerKey, when set, is required from streamers: they connect to
@@ -30,9 +40,6 @@ type Config struct {
 	// StreamerPeer, when set, vets a streamer's TCP connection before its
 	// upgrade (a session refuses processes of other users on the node).
 	StreamerPeer func(local, remote net.Addr) error
-	// ReadyStreamerID, when set, is the streamer /readyz waits for: other
-	// ids the streamer port may see do not make the session ready.
-	ReadyStreamerID string
 	// PeerConnectionOptions is the static peerConnectionOptions object sent in
 	// config messages; nil means {}.
 	PeerConnectionOptions json.RawMessage
@@ -159,6 +166,10 @@ const (
 	StreamerDisconnected
 	PlayerConnected // the player subscribed to a streamer
 	PlayerDisconnected
+	// StreamerReconnected: the session's streamer came back on a new
+	// connection and replaced its stale one under the same id; the
+	// streamer count did not change (readiness is kept).
+	StreamerReconnected
 )
 
 func (k EventKind) String() string {
@@ -171,6 +182,8 @@ func (k EventKind) String() string {
 		return "player connected"
 	case PlayerDisconnected:
 		return "player disconnected"
+	case StreamerReconnected:
+		return "streamer reconnected"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

@@ -62,6 +62,7 @@ type conn struct {
 	streamerID  string
 	key         string // streamer connections: a name for hooks, fixed at connect
 	listed      bool   // a streamer that identified, or an SFU that streams
+	keyed       bool   // a streamer that presented the session's streamer credential (sameStreamerReturns)
 	sub         *conn
 	subscribers map[*conn]struct{}
 	timer       *time.Timer // identify or subscribe deadline

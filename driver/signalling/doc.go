@@ -9,8 +9,8 @@
 // REST API.
 //
 // Messages are routed by their type and forwarded with their members' bytes
-// untouched, apart from the playerId the server adds towards streamers and
-// strips towards players. Every limit (message size, rate, handshake
+// untouched, apart from the playerId: the server stamps the sender's towards
+// streamers and writes it as a string towards players. Every limit (message size, rate, handshake
 // deadlines, players per streamer, connections, send queue) closes only the
 // offending connection, with a close code and reason, and counts in
 // pixelstream_signalling_rejected_total.

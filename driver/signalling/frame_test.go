@@ -325,7 +325,7 @@ func FuzzFrames(f *testing.F) {
 		}
 	}()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		bystander.t = t
+		bystander.T = t
 		c := dialRaw(t, s, nil)
 		// The input, then a close of our own, which usually gets an answer.
 		// An input may also leave a fragmented message open, which a peer

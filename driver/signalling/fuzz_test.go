@@ -181,7 +181,7 @@ func FuzzPlayerMessage(f *testing.F) {
 		}
 	}()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		bystander.t = t // testing.F's methods must not be used inside the fuzz function
+		bystander.T = t // testing.F's methods must not be used inside the fuzz function
 		ws, _, err := websocket.DefaultDialer.Dial(playerURL(s), nil)
 		if err != nil {
 			t.Fatal(err)

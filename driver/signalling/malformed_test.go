@@ -74,7 +74,7 @@ func TestMalformedInput(t *testing.T) {
 			bystander.roundTrip()
 			st.roundTrip()
 			st.send(`{"type":"offer","playerId":"1","sdp":"still here"}`)
-			bystander.expect(`{"type":"offer","sdp":"still here"}`)
+			bystander.expect(`{"type":"offer","sdp":"still here","playerId":"1"}`)
 		})
 	}
 }
@@ -140,7 +140,7 @@ func TestLimits(t *testing.T) {
 				st.send(big)
 			}
 			st.send(`{"type":"offer","playerId":"` + fastID + `","sdp":"x"}`)
-			fast.expect(`{"type":"offer","sdp":"x"}`)
+			fast.expect(`{"type":"offer","sdp":"x","playerId":"` + fastID + `"}`)
 		}
 		fast.roundTrip()
 	})
@@ -203,7 +203,7 @@ func TestRecoverBoundary(t *testing.T) {
 
 	bystander.roundTrip()
 	st.send(`{"type":"offer","playerId":"1","sdp":"still here"}`)
-	bystander.expect(`{"type":"offer","sdp":"still here"}`)
+	bystander.expect(`{"type":"offer","sdp":"still here","playerId":"1"}`)
 	body := metricsText(t, s)
 	for _, want := range []string{`pixelstream_signalling_peer_panics_total{where="read"} 1`, `pixelstream_signalling_peer_panics_total{where="hook"} 1`} {
 		if !strings.Contains(body, want) {

@@ -37,7 +37,7 @@ var allReasons = []string{
 	reasonSubscribeTimeout, reasonMaxPlayers, reasonMaxConnections, reasonSendQueueFull,
 	reasonPingTimeout, reasonUnknownStreamer, reasonUnknownPlayer, reasonNoPlayerID,
 	reasonNotSubscribed, reasonBadUpgrade, reasonUnauthorized, reasonBadOrigin,
-	reasonFrameTimeout, reasonPendingBudget, reasonStreamerBusy,
+	reasonFrameTimeout, reasonPendingBudget, reasonStreamerBusy, reasonReplaced,
 }
 
 var allRoles = []role{rolePlayer, roleStreamer, roleSFU}

@@ -19,7 +19,7 @@ func TestGoroutinePollFallback(t *testing.T) {
 	p := newPlayer(t, s, "player")
 	pid := subscribe(t, p, st, "S")
 	st.send(`{"type":"offer","playerId":"` + pid + `","sdp":"x"}`)
-	p.expect(`{"type":"offer","sdp":"x"}`)
+	p.expect(`{"type":"offer","sdp":"x","playerId":"` + pid + `"}`)
 	p.send(`{"type":"answer","sdp":"y"}`)
 	st.expect(`{"type":"answer","sdp":"y","playerId":"` + pid + `"}`)
 	p.send(`{"type":"nonsense"}`)

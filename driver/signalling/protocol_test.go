@@ -55,15 +55,15 @@ func TestPlayerSession(t *testing.T) {
 		send      string
 		delivered string
 	}{
-		{"offer reaches the player without playerId", st, p,
+		{"offer reaches the player with its playerId", st, p,
 			`{"type":"offer","playerId":"1","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n","multiplex":true,"sfu":false}`,
-			`{"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n","multiplex":true,"sfu":false}`},
+			`{"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n","multiplex":true,"sfu":false,"playerId":"1"}`},
 		{"answer gains the player's id", p, st,
 			`{"type":"answer","sdp":"v=0\r\n","minBitrateBps":0,"maxBitrateBps":100000000}`,
 			`{"type":"answer","sdp":"v=0\r\n","minBitrateBps":0,"maxBitrateBps":100000000,"playerId":"1"}`},
 		{"streamer ICE keeps sdpMLineIndex 0", st, p,
 			`{"type":"iceCandidate","candidate":{"candidate":"candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"},"playerId":"1"}`,
-			`{"type":"iceCandidate","candidate":{"candidate":"candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"}}`},
+			`{"type":"iceCandidate","candidate":{"candidate":"candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"},"playerId":"1"}`},
 		{"player ICE forwarded as received", p, st,
 			`{"type":"iceCandidate","candidate":{"candidate":"candidate:2 1 udp 1 192.0.2.1 9 typ srflx","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":null}}`,
 			`{"type":"iceCandidate","candidate":{"candidate":"candidate:2 1 udp 1 192.0.2.1 9 typ srflx","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":null},"playerId":"1"}`},
@@ -104,9 +104,9 @@ func TestTwoStreamers(t *testing.T) {
 	// A addressing B's player is dropped; A addressing its own is delivered.
 	a.send(fmt.Sprintf(`{"type":"offer","playerId":%q,"sdp":"from A to B's player"}`, idB))
 	a.send(fmt.Sprintf(`{"type":"offer","playerId":%q,"sdp":"for A's player"}`, idA))
-	pa.expect(`{"type":"offer","sdp":"for A's player"}`)
+	pa.expect(fmt.Sprintf(`{"type":"offer","sdp":"for A's player","playerId":%q}`, idA))
 	b.send(fmt.Sprintf(`{"type":"offer","playerId":%q,"sdp":"for B's player"}`, idB))
-	pb.expect(`{"type":"offer","sdp":"for B's player"}`)
+	pb.expect(fmt.Sprintf(`{"type":"offer","sdp":"for B's player","playerId":%q}`, idB))
 
 	pa.send(`{"type":"answer","sdp":"a"}`)
 	pb.send(`{"type":"answer","sdp":"b"}`)
@@ -228,7 +228,7 @@ func TestLegacyPlayerSendsFirst(t *testing.T) {
 	first.expect(`{"type":"playerConnected","playerId":"2","dataChannel":true,"sfu":false}`)
 	first.expect(`{"type":"offer","sdp":"v=0","playerId":"2"}`)
 	first.send(`{"type":"answer","playerId":"2","sdp":"v=0 answer"}`)
-	p.expect(`{"type":"answer","sdp":"v=0 answer"}`)
+	p.expect(`{"type":"answer","sdp":"v=0 answer","playerId":"2"}`)
 }
 
 // TestHooks: per-player peer options reach that player's config, and the
@@ -301,7 +301,7 @@ func TestSFU(t *testing.T) {
 	sfu.send(`{"type":"subscribe","streamerId":"Unreal"}`)
 	st.expect(`{"type":"playerConnected","playerId":"1","dataChannel":true,"sfu":true,"sendOffer":true}`)
 	st.send(`{"type":"offer","playerId":"1","sdp":"unreal offer"}`)
-	sfu.expect(`{"type":"offer","sdp":"unreal offer"}`)
+	sfu.expect(`{"type":"offer","sdp":"unreal offer","playerId":"1"}`)
 	sfu.send(`{"type":"answer","sdp":"sfu answer"}`)
 	st.expect(`{"type":"answer","sdp":"sfu answer","playerId":"1"}`)
 
@@ -310,13 +310,13 @@ func TestSFU(t *testing.T) {
 	p.send(`{"type":"subscribe","streamerId":"SFU"}`)
 	sfu.expect(`{"type":"playerConnected","playerId":"2","dataChannel":true,"sfu":false}`)
 	sfu.send(`{"type":"offer","playerId":"2","sdp":"sfu offer"}`)
-	p.expect(`{"type":"offer","sdp":"sfu offer"}`)
+	p.expect(`{"type":"offer","sdp":"sfu offer","playerId":"2"}`)
 	p.send(`{"type":"layerPreference","spatialLayer":0,"temporalLayer":1}`)
 	sfu.expect(`{"type":"layerPreference","spatialLayer":0,"temporalLayer":1,"playerId":"2"}`)
 	sfu.send(`{"type":"streamerDataChannels","playerId":"2","sendStreamId":1,"recvStreamId":2}`)
 	st.expect(`{"type":"streamerDataChannels","playerId":"2","sendStreamId":1,"recvStreamId":2,"sfuId":"1"}`)
 	sfu.send(`{"type":"peerDataChannels","playerId":"2","sendStreamId":2,"recvStreamId":1}`)
-	p.expect(`{"type":"peerDataChannels","sendStreamId":2,"recvStreamId":1}`)
+	p.expect(`{"type":"peerDataChannels","sendStreamId":2,"recvStreamId":1,"playerId":"2"}`)
 	p.send(`{"type":"peerDataChannelsReady"}`)
 	sfu.expect(`{"type":"peerDataChannelsReady","playerId":"2"}`)
 

@@ -227,10 +227,16 @@ func (s *Server) list(c *conn, want string) {
 		delete(s.streamers, old)
 	}
 	committed := s.uniqueID(want)
+	var stale *conn
+	var staleEvs []Event
+	if prev := s.streamers[want]; prev != nil && !wasListed && s.sameStreamerReturns(want, prev, c.keyed) {
+		committed, stale = want, prev
+		staleEvs = s.replaceLocked(prev, c)
+	}
 	c.streamerID = committed
 	c.listed = true
 	s.streamers[committed] = c
-	if !wasListed {
+	if !wasListed && stale == nil {
 		s.order = append(s.order, c)
 	}
 	if c.timer != nil && c.role == roleStreamer {
@@ -244,11 +250,73 @@ func (s *Server) list(c *conn, want string) {
 		}
 	}
 	ev := s.event(StreamerIdentified, committed, "")
+	if stale != nil {
+		ev.Kind = StreamerReconnected
+	}
 	s.mu.Unlock()
-	s.log.Info("streamer identified", "streamer", committed, "role", c.role)
+	if stale != nil {
+		s.metrics.reject(stale.role, reasonReplaced)
+		s.log.Info("streamer reconnected: its new connection replaces the stale one", "streamer", committed,
+			"stale_remote", stale.remote, "remote", c.remote)
+		stale.close(closeGoingAway, "replaced by a new connection of streamer "+truncate(committed, 64))
+		s.emit(staleEvs...)
+	} else {
+		s.log.Info("streamer identified", "streamer", committed, "role", c.role)
+	}
 	if !wasListed {
 		s.emit(ev)
 	}
+}
+
+// sameStreamerReturns decides whether a streamer connection identifying as
+// id, while prev (still open, or closing) holds that id, is the session's own streamer
+// coming back, so that it takes prev's place under the same id rather than
+// being listed as a second streamer with a suffixed id. presentedKey says
+// whether the new connection presented the session's streamer credential;
+// without it, a connection may never take over an id. This is the one place
+// that decides; callers hold s.mu.
+func (s *Server) sameStreamerReturns(id string, prev *conn, presentedKey bool) bool {
+	// prev may already be closing (its socket dropped, its teardown not yet
+	// run): taking its place then is what keeps the id from moving.
+	return presentedKey && s.cfg.StreamerID != "" && id == s.cfg.StreamerID &&
+		prev.role == roleStreamer && prev.listed
+}
+
+// replaceLocked moves prev's place in the list to c (same position, so the
+// first streamer stays first and the streamer count never drops) and
+// detaches prev's players, which are closed as when a streamer leaves: their
+// WebRTC sessions were with the lost connection, and Epic's frontend
+// reconnects and subscribes again, now to c. The caller closes prev.
+// Callers hold s.mu; the returned events are emitted after it is released.
+func (s *Server) replaceLocked(prev, c *conn) []Event {
+	prev.listed = false
+	delete(s.streamers, prev.streamerID)
+	for i, st := range s.order {
+		if st == prev {
+			s.order[i] = c
+			break
+		}
+	}
+	return s.dropPlayersLocked(prev, "reconnected")
+}
+
+// dropPlayersLocked detaches every player of streamer st: an SFU is told
+// the streamer is gone, a player is closed with "streamer <id> <what>"
+// (Epic's frontend reconnects and subscribes again). Callers hold s.mu.
+func (s *Server) dropPlayersLocked(st *conn, what string) []Event {
+	var evs []Event
+	for p := range st.subscribers {
+		delete(st.subscribers, p)
+		p.sub = nil
+		s.subscribed--
+		evs = append(evs, s.event(PlayerDisconnected, st.streamerID, p.playerID))
+		if p.role == roleSFU {
+			p.send(msgStreamerDisconnected())
+			continue
+		}
+		p.close(closeNormal, fmt.Sprintf("streamer %s %s", truncate(st.streamerID, 64), what))
+	}
+	return evs
 }
 
 // unlist removes a streamer or SFU from the list and closes its players
@@ -267,18 +335,7 @@ func (s *Server) unlist(c *conn, why string) {
 			break
 		}
 	}
-	var evs []Event
-	for p := range c.subscribers {
-		delete(c.subscribers, p)
-		p.sub = nil
-		s.subscribed--
-		evs = append(evs, s.event(PlayerDisconnected, c.streamerID, p.playerID))
-		if p.role == roleSFU {
-			p.send(msgStreamerDisconnected())
-			continue
-		}
-		p.close(closeNormal, fmt.Sprintf("streamer %s disconnected", truncate(c.streamerID, 64)))
-	}
+	evs := s.dropPlayersLocked(c, "disconnected")
 	evs = append(evs, s.event(StreamerDisconnected, c.streamerID, ""))
 	s.mu.Unlock()
 	s.log.Info("streamer gone", "streamer", c.streamerID, "why", why)
@@ -423,8 +480,10 @@ func (s *Server) playerSignal(st *conn, playerID string, m *message) {
 	}
 }
 
-// toPlayer forwards a streamer's message to the player it names, without the
-// playerId (as Epic 5.5 does). Only the streamer's own players are reachable.
+// toPlayer forwards a streamer's message to the player it names, with the
+// playerId (as a string) kept, as Wilbur does since Epic's ue5.7 line: the
+// 5.7 frontend keeps it to match its stats with the streamer's, older
+// frontends ignore it. Only the streamer's own players are reachable.
 func (s *Server) toPlayer(st *conn, m *message) *protocolError {
 	pid, ok, perr := m.playerID()
 	if perr != nil {
@@ -469,7 +528,7 @@ func (s *Server) toPlayer(st *conn, m *message) *protocolError {
 			f(pid, line)
 		}
 	}
-	p.send(m.withPlayerID(""))
+	p.send(m.withPlayerID(pid))
 	return nil
 }
 

@@ -297,6 +297,9 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, rl role) {
 	}
 	c.epfd = -1
 	if rl == roleStreamer {
+		// A streamer got here through vetStreamer: with a StreamerKey
+		// configured it presented it (and came from the session's user).
+		c.keyed = true
 		c.maxQueue, c.maxBytes = s.limits.StreamerSendQueue, s.limits.StreamerSendQueueBytes
 		c.rate, c.burst = s.limits.StreamerMessagesPerSecond, float64(s.limits.StreamerBurst)
 	}

@@ -1,6 +1,7 @@
 package signalling
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 	"time"
@@ -85,7 +86,7 @@ func sortIDs(ids []string) { sort.Slice(ids, func(i, j int) bool { return idLess
 func (s *Server) Ready() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if id := s.cfg.ReadyStreamerID; id != "" {
+	if id := s.cfg.StreamerID; id != "" {
 		_, ok := s.streamers[id]
 		return ok
 	}
@@ -96,3 +97,10 @@ func (s *Server) Ready() bool {
 // pixelstream_signalling_rejected_total{endpoint="player"}; reason is one of
 // the Reason constants.
 func (s *Server) CountRejectedPlayer(reason string) { s.metrics.reject(rolePlayer, reason) }
+
+// MaxPlayers is the cap of players subscribed to one streamer (0 = none).
+func (s *Server) MaxPlayers() int { return s.cfg.MaxPlayers }
+
+// PeerConnectionOptions is the static peerConnectionOptions object of config
+// messages (credentials included: callers redact what they show).
+func (s *Server) PeerConnectionOptions() json.RawMessage { return s.static }

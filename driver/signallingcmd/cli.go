@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
@@ -43,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	token := fs.String("player-token", "", "token players must present (?token=, Authorization: Bearer, or the page's cookie); default none")
 	peerOptions := fs.String("peer-options", "", `peerConnectionOptions JSON sent to peers, e.g. '{"iceServers":[{"urls":["stun:stun.l.google.com:19302"]}]}'`)
 	httpRoot := fs.String("http-root", "", "serve this directory at / instead of the embedded player page")
+	homepage := fs.String("homepage", "", "with --http-root: the file served at / (default index.html, else player.html, as Epic's frontend build names its page)")
+	frontend := fs.String("frontend", config.FrontendUE57, fmt.Sprintf("embedded player page: one of %q (Epic's frontend line it is built from)", config.Frontends))
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	var limits signalling.Limits
 	origins := fs.String("allowed-origins", "", `comma-separated origins whose pages may open a player WebSocket besides the page's own, e.g. "https://app.example.com"; "*" for any`)
@@ -88,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		Listen:      *playerListen,
 		PlayerToken: *token,
 		HTTPRoot:    *httpRoot,
+		Frontend:    *frontend,
+		Homepage:    *homepage,
 		Logger:      logger.Named("http"),
 	}
 	if *origins != "" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 )
 
 // Tests for the hardened edge (issue 11, cases 8 and 12-16, the recover
@@ -402,3 +403,53 @@ func TestStandaloneHelpSaysLifetimeIsPerID(t *testing.T) {
 }
 
 func newFrameReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// The spread-out slowloris (issue 17): 1,100 connections that send two
+// bytes and wait, from 40 loopback addresses (each under the per-address
+// cap), would fill the default total of 1,024 and lock every new TCP/TLS
+// client out for as long as the attacker reconnects. At the cap a newcomer
+// evicts the oldest connection without an allocation: a bystander from
+// another address allocates while the flood is held, and a client that
+// already has an allocation is never the one evicted.
+func TestSpreadSlowlorisDoesNotLockOutNewClients(t *testing.T) {
+	s, reg := testServer(t, nil) // the defaults: 1,024 in all, 32 per address
+	holder := newClient(t, s, "tcp", s.Credentials("holder"))
+	if _, err := holder.allocate(t); err != nil {
+		t.Fatalf("allocation before the flood: %v", err)
+	}
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 1100; i++ {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%40))}}
+		c, err := d.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatalf("flood dial %d: %v", i, err)
+		}
+		flood = append(flood, c)
+		_, _ = c.Write([]byte{0x00, 0x01}) // the start of a STUN header, then nothing
+	}
+	eventually(t, "the flood to reach the total cap", func() bool {
+		return metric(t, reg, "pixelstream_turn_tcp_refused_total", map[string]string{"cap": "evicted"})+
+			metric(t, reg, "pixelstream_turn_tcp_refused_total", map[string]string{"cap": "total"}) >= 1
+	})
+	// A newcomer from another address: answered while the flood is held.
+	start := time.Now()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 2, 1)}}
+	c, err := d.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newClientOn(t, s, turn.NewSTUNConn(c), s.Credentials("newcomer")).allocate(t); err != nil {
+		t.Fatalf("a new client's TCP allocation during the flood: %v", err)
+	}
+	t.Logf("new client allocated %s after connecting, with 1,100 idle connections from 40 addresses held", time.Since(start).Round(time.Millisecond))
+	// The client that already had an allocation was not evicted: its
+	// connection still answers.
+	if _, err := holder.SendBindingRequest(); err != nil {
+		t.Fatalf("the holder's connection after the flood: %v", err)
+	}
+}

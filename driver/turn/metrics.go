@@ -49,7 +49,7 @@ func newMetrics(reg *prometheus.Registry, loops func() []*loop) (*metrics, error
 			Help: "ChannelBind/CreatePermission requests refused by a per-allocation cap (508), by cap."}, []string{"cap"}),
 		tcpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "tcp_refused_total",
-			Help: "TCP/TLS connections closed at accept by a connection cap, by cap (total, per_address)."}, []string{"cap"}),
+			Help: "TCP/TLS connections closed by a connection cap, by cap: total and per_address (the newcomer refused at accept), evicted (at the total cap, the oldest connection without an allocation closed for a newcomer)."}, []string{"cap"}),
 		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: ns + "tcp_accept_errors_total",
 			Help: "TCP accept errors (EMFILE and the like); the listener backs off and goes on."}),

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,7 +20,10 @@ import (
 // byte tells them apart (a TLS record starts with 0x16, a STUN message with
 // 0b00, ChannelData with 0b01). It bounds connections in total and per
 // client address, gives every frame a deadline (not only the first byte),
-// and its accept loop outlives EMFILE.
+// and its accept loop outlives EMFILE. At the total cap a new connection
+// evicts the oldest one that has not yet been seen with an allocation, so
+// idle connections spread over many addresses (each under the per-address
+// cap) cannot lock real clients out.
 type tcpListener struct {
 	ln      net.Listener
 	srv     *Server
@@ -123,15 +127,13 @@ func (t *tcpListener) admit(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	select {
-	case t.slots <- struct{}{}:
-	default:
+	if !t.takeSlotLocked() {
 		t.mu.Unlock()
 		t.srv.metrics.tcpRefused.WithLabelValues("total").Inc()
 		_ = c.Close()
 		return
 	}
-	cc := &countedConn{Conn: c}
+	cc := &countedConn{Conn: c, admitted: time.Now()}
 	cc.release = func() {
 		t.mu.Lock()
 		delete(t.live, cc)
@@ -145,6 +147,34 @@ func (t *tcpListener) admit(c net.Conn) {
 	t.byAddr[key]++
 	t.mu.Unlock()
 	go t.classify(cc)
+}
+
+// takeSlotLocked takes a connection slot, evicting the oldest connection
+// that has no allocation when all are taken. t.mu is held on entry and on
+// return; it is let go while a victim closes (its release takes t.mu).
+func (t *tcpListener) takeSlotLocked() bool {
+	for attempt := 0; attempt < 4; attempt++ {
+		select {
+		case t.slots <- struct{}{}:
+			return true
+		default:
+		}
+		var victim *countedConn
+		for c := range t.live {
+			if !c.proven.Load() && !c.evicted.Load() && (victim == nil || c.admitted.Before(victim.admitted)) {
+				victim = c
+			}
+		}
+		if victim == nil {
+			return false // every connection carries an allocation: a real load, refuse
+		}
+		victim.evicted.Store(true)
+		t.mu.Unlock()
+		t.srv.metrics.tcpRefused.WithLabelValues("evicted").Inc()
+		_ = victim.Close()
+		t.mu.Lock()
+	}
+	return false
 }
 
 // classify runs per connection until pion takes it over.
@@ -179,7 +209,7 @@ func (t *tcpListener) classify(c *countedConn) {
 		}
 		conn = tc
 	}
-	fc := newFrameConn(t.srv, conn)
+	fc := newFrameConn(t.srv, conn, c)
 	select {
 	case t.conns <- fc:
 	case <-t.done:
@@ -220,9 +250,12 @@ func (t *tcpListener) Addr() net.Addr { return t.ln.Addr() }
 // countedConn returns its slot on Close and replays the sniffed byte.
 type countedConn struct {
 	net.Conn
-	peeked  []byte
-	release func()
-	once    sync.Once
+	peeked   []byte
+	release  func()
+	once     sync.Once
+	admitted time.Time
+	proven   atomic.Bool // seen with an allocation: never evicted for a newcomer
+	evicted  atomic.Bool
 }
 
 func (c *countedConn) Read(p []byte) (int, error) {
@@ -246,15 +279,16 @@ func (c *countedConn) Close() error {
 // connection's byte budget: about 4 KiB.
 type frameConn struct {
 	net.Conn
-	srv    *Server
-	r      *bufio.Reader
-	buf    []byte
-	client netip.AddrPort
+	srv     *Server
+	r       *bufio.Reader
+	buf     []byte
+	client  netip.AddrPort
+	counted *countedConn
 }
 
-func newFrameConn(srv *Server, c net.Conn) *frameConn {
+func newFrameConn(srv *Server, c net.Conn, counted *countedConn) *frameConn {
 	ap, _ := addrPortOf(c.RemoteAddr())
-	return &frameConn{Conn: c, srv: srv, r: bufio.NewReaderSize(c, 2048), buf: make([]byte, maxFrame), client: ap}
+	return &frameConn{Conn: c, srv: srv, r: bufio.NewReaderSize(c, 2048), buf: make([]byte, maxFrame), client: ap, counted: counted}
 }
 
 // Read returns the next frame. pion's STUN framing on top sees whole frames.
@@ -270,7 +304,9 @@ func (f *frameConn) Read(p []byte) (n int, err error) {
 			idle := f.srv.cfg.idleTimeout
 			f.srv.mu.Lock()
 			if f.srv.byClient[clientKey{addr: f.client}] != nil {
+				// An authenticated Allocate succeeded on this connection.
 				idle = allocationLifetime
+				f.counted.proven.Store(true)
 			}
 			f.srv.mu.Unlock()
 			_ = f.Conn.SetReadDeadline(time.Now().Add(idle))

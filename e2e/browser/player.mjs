@@ -343,6 +343,15 @@ const ops = {
         const resp = await page.goto(url, { waitUntil: 'domcontentloaded' });
         return { status: resp ? resp.status() : 0, navigatedAt };
     },
+    // Which of Epic's frontend lines the page runs and the playerId its
+    // WebRTC controller holds (the 5.7 line keeps the one the server
+    // forwards; null before the offer and on older lines).
+    async frontend({ name }) {
+        return get(name).page.evaluate(() => ({
+            frontend: window.pixelStreamingFrontend ?? null,
+            playerId: window.pixelStreaming?.webRtcController?.playerId ?? null
+        }));
+    },
     async close({ name }) {
         const { context } = get(name);
         pages.delete(name);

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // defaultStreamerID is what Unreal's Pixel Streaming plugin calls itself when
@@ -23,6 +24,10 @@ type options struct {
 	Codec string
 	// NoSound is Unreal's -nosound: no audio track even with PULSE_SERVER set.
 	NoSound bool
+	// ReconnectInterval and KeepAliveInterval are PixelStreaming2's
+	// -PixelStreamingSignallingReconnectInterval and
+	// -PixelStreamingSignallingKeepAliveInterval (seconds); 0 = default.
+	ReconnectInterval, KeepAliveInterval time.Duration
 	// Clip is the stand-in's own -StandInClip=file.ivf: send this
 	// pre-encoded VP8 clip from memory instead of encoding the display.
 	Clip string
@@ -35,6 +40,7 @@ type options struct {
 // the stand-in has no use for are ignored, as Unreal ignores unknown ones.
 func parseArgs(args []string) (options, error) {
 	o := options{ID: defaultStreamerID}
+	connectionURL := false // o.URL came from -PixelStreamingConnectionURL
 	for _, arg := range args {
 		if !strings.HasPrefix(arg, "-") {
 			// Unreal's first positional argument is a map or project name.
@@ -44,11 +50,16 @@ func parseArgs(args []string) (options, error) {
 		key, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
 		value = strings.Trim(value, `"'`)
 		switch strings.ToLower(key) {
-		case "pixelstreamingurl", "pixelstreamingsignallingurl":
+		case "pixelstreamingconnectionurl", "pixelstreamingurl", "pixelstreamingsignallingurl":
 			if err := checkURL(key, value); err != nil {
 				return options{}, err
 			}
-			o.URL = value
+			// As PixelStreaming2 in UE 5.6+: -PixelStreamingConnectionURL
+			// wins, the older two are its deprecated aliases.
+			if !connectionURL {
+				o.URL = value
+			}
+			connectionURL = connectionURL || strings.EqualFold(key, "pixelstreamingconnectionurl")
 		case "pixelstreamingid":
 			if value == "" {
 				return options{}, fmt.Errorf("-%s: empty streamer id (want e.g. -%s=DefaultStreamer)", key, key)
@@ -64,6 +75,17 @@ func parseArgs(args []string) (options, error) {
 			} else {
 				o.Height = n
 			}
+		case "pixelstreamingsignallingreconnectinterval", "pixelstreamingsignallingkeepaliveinterval":
+			secs, err := strconv.ParseFloat(value, 64)
+			if err != nil || secs <= 0 || secs > 3600 {
+				return options{}, fmt.Errorf("-%s=%q: want a number of seconds above 0 and at most 3600, e.g. 2", key, value)
+			}
+			d := time.Duration(secs * float64(time.Second))
+			if strings.EqualFold(key, "pixelstreamingsignallingreconnectinterval") {
+				o.ReconnectInterval = d
+			} else {
+				o.KeepAliveInterval = d
+			}
 		case "nosound":
 			o.NoSound = true
 		case "standinclip":
@@ -78,7 +100,7 @@ func parseArgs(args []string) (options, error) {
 		}
 	}
 	if o.URL == "" {
-		return options{}, fmt.Errorf("missing -PixelStreamingURL=ws://host:port (or -PixelStreamingSignallingURL=): the signalling server's streamer endpoint")
+		return options{}, fmt.Errorf("missing -PixelStreamingConnectionURL=ws://host:port (or -PixelStreamingURL= / -PixelStreamingSignallingURL=): the signalling server's streamer endpoint")
 	}
 	if (o.Width == 0) != (o.Height == 0) {
 		return options{}, fmt.Errorf("-ResX and -ResY must be given together (got ResX=%d ResY=%d)", o.Width, o.Height)

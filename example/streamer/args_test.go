@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -28,15 +29,30 @@ func TestParseArgs(t *testing.T) {
 			want: options{URL: "ws://10.0.0.1:9000/path", ID: defaultStreamerID},
 		},
 		{
+			name: "UE 5.6+ flag wins over its deprecated aliases, in any order",
+			args: []string{"-PixelStreamingURL=ws://old:1", "-PixelStreamingConnectionURL=ws://new:2", "-PixelStreamingSignallingURL=ws://old:3"},
+			want: options{URL: "ws://new:2", ID: defaultStreamerID},
+		},
+		{
+			name: "the driver's launch line: all three forms, one URL",
+			args: []string{"-PixelStreamingURL=ws://127.0.0.1:5", "-PixelStreamingSignallingURL=ws://127.0.0.1:5", "-PixelStreamingConnectionURL=ws://127.0.0.1:5", "-PixelStreamingID=S"},
+			want: options{URL: "ws://127.0.0.1:5", ID: "S"},
+		},
+		{
 			name: "codec and -nosound",
 			args: []string{"-PixelStreamingURL=wss://h:1", "-PixelStreamingEncoderCodec=H264", "-nosound"},
 			want: options{URL: "wss://h:1", ID: defaultStreamerID, Codec: "h264", NoSound: true},
 		},
-		{name: "no URL", args: []string{"-ResX=640", "-ResY=480"}, wantErr: "missing -PixelStreamingURL"},
+		{name: "no URL", args: []string{"-ResX=640", "-ResY=480"}, wantErr: "missing -PixelStreamingConnectionURL"},
 		{name: "not a WebSocket URL", args: []string{"-PixelStreamingURL=http://h:1"}, wantErr: `-PixelStreamingURL="http://h:1": want a WebSocket URL`},
 		{name: "bad width", args: []string{"-PixelStreamingURL=ws://h:1", "-ResX=wide", "-ResY=480"}, wantErr: `-ResX="wide"`},
 		{name: "zero height", args: []string{"-PixelStreamingURL=ws://h:1", "-ResX=640", "-ResY=0"}, wantErr: `-ResY="0"`},
 		{name: "width alone", args: []string{"-PixelStreamingURL=ws://h:1", "-ResX=640"}, wantErr: "-ResX and -ResY must be given together"},
+		{name: "intervals in seconds",
+			args: []string{"-PixelStreamingURL=ws://h:1", "-PixelStreamingSignallingReconnectInterval=0.5", "-PixelStreamingSignallingKeepAliveInterval=3"},
+			want: options{URL: "ws://h:1", ID: defaultStreamerID, ReconnectInterval: 500 * time.Millisecond, KeepAliveInterval: 3 * time.Second}},
+		{name: "interval not a number", args: []string{"-PixelStreamingURL=ws://h:1", "-PixelStreamingSignallingReconnectInterval=soon"}, wantErr: "want a number of seconds"},
+		{name: "interval zero", args: []string{"-PixelStreamingURL=ws://h:1", "-PixelStreamingSignallingKeepAliveInterval=0"}, wantErr: "above 0"},
 		{name: "empty id", args: []string{"-PixelStreamingURL=ws://h:1", "-PixelStreamingID="}, wantErr: "empty streamer id"},
 	}
 	for _, tt := range tests {
@@ -67,7 +83,7 @@ func TestBadStartNamesTheProblem(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"no signalling URL", []string{"-ResX=640", "-ResY=480"}, []string{"DISPLAY=:99"}, "missing -PixelStreamingURL=ws://host:port"},
+		{"no signalling URL", []string{"-ResX=640", "-ResY=480"}, []string{"DISPLAY=:99"}, "missing -PixelStreamingConnectionURL=ws://host:port"},
 		{"no display", []string{"-PixelStreamingURL=ws://127.0.0.1:1"}, nil, "DISPLAY is not set"},
 		{"display not running", []string{"-PixelStreamingURL=ws://127.0.0.1:1"}, []string{"DISPLAY=:9876"}, "open X display :9876 for drawing"},
 	}

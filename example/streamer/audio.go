@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,6 +32,31 @@ func playTone(ctx context.Context, log hclog.Logger) {
 	}
 	log.Info("playing tone into the default sink", "hz", toneHz)
 	superviseFFmpeg(ctx, log, "tone player", args, nil)
+}
+
+// beepHz and beepLength make the click tone: short and higher than the
+// steady tone, so a click is heard in the stream.
+const (
+	beepHz     = 880
+	beepLength = 150 * time.Millisecond
+)
+
+// clickTone returns an onClick for the scene that plays a short tone into
+// the default sink, one at a time (clicks during a tone are not queued).
+func clickTone(ctx context.Context, log hclog.Logger) func() {
+	var playing atomic.Bool
+	return func() {
+		if !playing.CompareAndSwap(false, true) {
+			return
+		}
+		go func() {
+			defer playing.Store(false)
+			args := []string{"-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=%d:sample_rate=%d:duration=%g", beepHz, opusRate, beepLength.Seconds()),
+				"-ac", "2", "-f", "pulse", "-name", "pixelstream-stand-in-click", "stand-in click"}
+			// runFFmpeg reports every exit; a tone that played is one too.
+			log.Debug("click tone played", "result", runFFmpeg(ctx, log, args, nil))
+		}()
+	}
 }
 
 // audioSource captures the default sink's monitor and encodes Opus for one

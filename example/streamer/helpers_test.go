@@ -96,7 +96,7 @@ type identified struct {
 	ch  chan struct{}
 }
 
-func startSignalling(t *testing.T, streamerListen string, ev *identified) *playerhttp.Signalling {
+func startSignalling(t *testing.T, streamerListen string, ev *identified, configure ...func(*signalling.Config)) *playerhttp.Signalling {
 	t.Helper()
 	if streamerListen == "" {
 		streamerListen = "127.0.0.1:0"
@@ -116,6 +116,9 @@ func startSignalling(t *testing.T, streamerListen string, ev *identified) *playe
 			default:
 			}
 		}
+	}
+	for _, f := range configure {
+		f(&cfg)
 	}
 	s, err := playerhttp.Start(cfg, playerhttp.Config{Listen: "127.0.0.1:0", Logger: logger})
 	if err != nil {

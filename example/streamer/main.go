@@ -118,6 +118,7 @@ func serve(log hclog.Logger, args []string) error {
 			}
 			hub.sources = append(hub.sources, audio)
 			wg.Go(func() { playTone(sigCtx, log.Named("tone")) })
+			sc.onClick = clickTone(sigCtx, log.Named("click-tone"))
 		} else {
 			log.Info("no audio track: PULSE_SERVER is not set or -nosound was given")
 		}
@@ -129,7 +130,8 @@ func serve(log hclog.Logger, args []string) error {
 		})
 	}
 
-	client := &signalClient{url: opts.URL, id: opts.ID, log: log.Named("signalling")}
+	client := &signalClient{url: opts.URL, id: opts.ID, log: log.Named("signalling"),
+		reconnect: opts.ReconnectInterval, keepAlive: opts.KeepAliveInterval}
 	pm, err := newPeerManager(log.Named("peers"), client.send, hub, onData, onLeave)
 	if err != nil {
 		return fmt.Errorf("set up WebRTC: %w", err)

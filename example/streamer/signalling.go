@@ -17,12 +17,21 @@ import (
 // protocolVersion is the signalling protocol Unreal 5.5 announces.
 const protocolVersion = "1.3.0"
 
-// Reconnect backoff: Unreal retries the signalling connection for as long as
-// it runs; start fast so a restarted server is picked up quickly.
+// Defaults of PixelStreaming2's signalling client, which the stand-in
+// copies: after a lost socket it reconnects every 2 s for as long as it
+// runs, and it sends a keep-alive ping message every 30 s. Both can be set
+// on the command line as with Unreal (-PixelStreamingSignallingReconnectInterval,
+// -PixelStreamingSignallingKeepAliveInterval, in seconds).
 const (
-	backoffMin = 250 * time.Millisecond
-	backoffMax = 5 * time.Second
+	defaultReconnectInterval = 2 * time.Second
+	defaultKeepAliveInterval = 30 * time.Second
 )
+
+// deadAfterKeepAlives is how many keep-alive intervals the socket may stay
+// silent (no message, pong or ping frame) before the streamer counts it as
+// lost and reconnects: a socket whose peer vanished without a close (a
+// dropped network path) is noticed by the streamer, not only by the server.
+const deadAfterKeepAlives = 2
 
 // inbound is every field the streamer reads from a signalling message.
 type inbound struct {
@@ -80,44 +89,44 @@ type signalClient struct {
 	id      string
 	log     hclog.Logger
 	players players
+	// reconnect and keepAlive are the intervals above; zero means the default.
+	reconnect, keepAlive time.Duration
 
 	mu   sync.Mutex
 	conn *websocket.Conn
 }
 
-// run connects, serves the connection until it drops, and reconnects with
-// backoff until ctx ends.
+// run connects, serves the connection until it drops, and reconnects every
+// reconnect interval until ctx ends, as PixelStreaming2 does.
 func (c *signalClient) run(ctx context.Context) {
-	backoff := backoffMin
+	every := c.reconnect
+	if every <= 0 {
+		every = defaultReconnectInterval
+	}
 	for {
-		identified, err := c.session(ctx)
+		err := c.session(ctx)
 		c.players.closeAll()
 		if ctx.Err() != nil {
 			return
 		}
-		if identified {
-			backoff = backoffMin
-		}
-		c.log.Warn("signalling connection lost; reconnecting", "url", c.url, "error", err, "retry_in", backoff)
+		c.log.Warn("signalling connection lost; reconnecting", "url", c.url, "error", err, "retry_in", every)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(every):
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
-// session serves one connection. It reports whether the server confirmed
-// our id, so a server that accepts and then drops us keeps the backoff growing.
-func (c *signalClient) session(ctx context.Context) (identified bool, err error) {
+// session serves one connection until it fails or goes silent.
+func (c *signalClient) session(ctx context.Context) error {
 	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	conn, resp, err := dialer.DialContext(ctx, c.url, http.Header{})
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
 	if err != nil {
-		return false, fmt.Errorf("connect to signalling %s: %w", c.url, err)
+		return fmt.Errorf("connect to signalling %s: %w", c.url, err)
 	}
 	c.log.Info("connected to signalling", "url", c.url)
 	c.mu.Lock()
@@ -135,18 +144,48 @@ func (c *signalClient) session(ctx context.Context) (identified bool, err error)
 		conn.Close()
 	}()
 
+	keepAlive := c.keepAlive
+	if keepAlive <= 0 {
+		keepAlive = defaultKeepAliveInterval
+	}
+	alive := func() { _ = conn.SetReadDeadline(time.Now().Add(deadAfterKeepAlives * keepAlive)) }
+	alive()
+	conn.SetPingHandler(func(data string) error {
+		alive()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(10*time.Second))
+	})
+	conn.SetPongHandler(func(string) error { alive(); return nil })
+	pings := time.NewTicker(keepAlive)
+	defer pings.Stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-pings.C:
+				// The signalling protocol's own keep-alive, answered with a
+				// pong message by the server.
+				if err := c.send(map[string]any{"type": "ping", "time": time.Now().Unix()}); err != nil {
+					c.log.Debug("keep-alive ping not sent", "error", err)
+				}
+			}
+		}
+	}()
+
 	for {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
-			return identified, fmt.Errorf("read from signalling: %w", err)
+			return fmt.Errorf("read from signalling: %w", err)
 		}
+		alive()
 		var m inbound
 		if err := json.Unmarshal(data, &m); err != nil {
 			c.log.Warn("ignoring signalling message that is not JSON", "error", err)
 			continue
-		}
-		if m.Type == "endpointIdConfirm" {
-			identified = true
 		}
 		c.dispatch(m)
 	}
@@ -189,6 +228,8 @@ func (c *signalClient) dispatch(m inbound) {
 		c.players.disconnected(m.PlayerID)
 	case "ping":
 		// Servers ping players, not streamers; answering would be unsolicited.
+	case "pong":
+		// The answer to our keep-alive; reading it already proved the socket alive.
 	default:
 		c.log.Debug("signalling message not handled by the stand-in", "type", m.Type)
 	}

@@ -1,12 +1,11 @@
 // Package auth decides which visitors may get a session (none, a static
 // token, or a signed JWT whose subject follows the visitor to the session's
-// events), and signs the binding cookie that ties a visitor's browser to
-// its session, so any gateway replica can route the visitor without
-// shared state. Tokens are parsed by github.com/golang-jwt/jwt/v5.
+// events), signs visitor ids, and seals the binding cookie that ties a
+// visitor's browser to its session, so any gateway replica can route the
+// visitor without shared state. Tokens are parsed by github.com/golang-jwt/jwt/v5.
 package auth
 
 import (
-	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -66,35 +65,51 @@ func NewVisitor(cfg config.AuthConfig) (*Visitor, error) {
 // ErrUnauthorized is a visitor without a valid credential.
 var ErrUnauthorized = errors.New("unauthorized")
 
+// Identity is an authenticated visitor.
+type Identity struct {
+	Subject string // "" for modes without one
+	// Expires is when the credential stops being valid (a JWT's exp); zero
+	// when it does not expire. A binding never outlives it.
+	Expires time.Time
+	// FromQuery says the credential came in the URL, so the caller should
+	// move it into a cookie.
+	FromQuery bool
+}
+
 // Authenticate checks r's credential and returns the visitor's subject
-// ("" for modes without one). fromQuery says the credential came in the
-// URL, so the caller should move it into a cookie.
+// ("" for modes without one) and whether the credential came in the URL.
 func (v *Visitor) Authenticate(r *http.Request) (subject string, fromQuery bool, err error) {
+	id, err := v.Identify(r)
+	return id.Subject, id.FromQuery, err
+}
+
+// Identify checks r's credential and returns who it names.
+func (v *Visitor) Identify(r *http.Request) (Identity, error) {
 	if v.cfg.Mode == config.AuthNone {
-		return "", false, nil
+		return Identity{}, nil
 	}
 	cred, fromQuery := v.credential(r)
 	if cred == "" {
-		return "", false, fmt.Errorf("%w: no credential (?%s=, the %s cookie, or Authorization: Bearer)", ErrUnauthorized, v.cfg.Query, v.cfg.Cookie)
+		return Identity{}, fmt.Errorf("%w: no credential (?%s=, the %s cookie, or Authorization: Bearer)", ErrUnauthorized, v.cfg.Query, v.cfg.Cookie)
 	}
 	if len(cred) > maxCredential {
-		return "", false, fmt.Errorf("%w: credential longer than %d bytes", ErrUnauthorized, maxCredential)
+		return Identity{}, fmt.Errorf("%w: credential longer than %d bytes", ErrUnauthorized, maxCredential)
 	}
 	switch v.cfg.Mode {
 	case config.AuthToken:
 		have := sha256.Sum256([]byte(cred))
 		if subtle.ConstantTimeCompare(have[:], v.token[:]) != 1 {
-			return "", false, fmt.Errorf("%w: wrong token", ErrUnauthorized)
+			return Identity{}, fmt.Errorf("%w: wrong token", ErrUnauthorized)
 		}
-		return "", fromQuery, nil
+		return Identity{FromQuery: fromQuery}, nil
 	case config.AuthJWT:
-		sub, err := v.parseJWT(cred)
+		sub, exp, err := v.parseJWT(cred)
 		if err != nil {
-			return "", false, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+			return Identity{}, fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
-		return sub, fromQuery, nil
+		return Identity{Subject: sub, Expires: exp, FromQuery: fromQuery}, nil
 	}
-	return "", false, fmt.Errorf("%w: auth mode %q", ErrUnauthorized, v.cfg.Mode)
+	return Identity{}, fmt.Errorf("%w: auth mode %q", ErrUnauthorized, v.cfg.Mode)
 }
 
 // Credential cookie: where Authenticate finds a credential that came in
@@ -111,8 +126,8 @@ func (v *Visitor) credential(r *http.Request) (string, bool) {
 	if q := r.URL.Query().Get(v.cfg.Query); q != "" {
 		return q, true
 	}
-	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:]), false
+	if t, ok := Bearer(r); ok {
+		return t, false
 	}
 	if c, err := r.Cookie(v.cfg.Cookie); err == nil {
 		return c.Value, false
@@ -120,7 +135,17 @@ func (v *Visitor) credential(r *http.Request) (string, bool) {
 	return "", false
 }
 
-func (v *Visitor) parseJWT(tok string) (string, error) {
+// Bearer is the credential of an "Authorization: Bearer" header: the one
+// place the gateway parses that header.
+func Bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:]), true
+	}
+	return "", false
+}
+
+func (v *Visitor) parseJWT(tok string) (string, time.Time, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{v.cfg.Algorithm}),
 		jwt.WithIssuer(v.cfg.Issuer),
@@ -137,64 +162,13 @@ func (v *Visitor) parseJWT(tok string) (string, error) {
 		return v.hsKey, nil
 	}, opts...)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	if claims.Subject == "" {
-		return "", errors.New("token has no subject (sub)")
+		return "", time.Time{}, errors.New("token has no subject (sub)")
 	}
 	if len(claims.Subject) > maxSubject || strings.IndexFunc(claims.Subject, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
-		return "", fmt.Errorf("subject must be at most %d printable characters", maxSubject)
+		return "", time.Time{}, fmt.Errorf("subject must be at most %d printable characters", maxSubject)
 	}
-	return claims.Subject, nil
-}
-
-// Binding ties a visitor's browser to its session: signed by the gateway
-// secret (every replica has it), so a replica that never saw the claim can
-// route the visitor, and a visitor cannot point the proxy elsewhere.
-type Binding struct {
-	AllocID string `json:"alloc"`
-	Addr    string `json:"addr"`
-	Token   string `json:"tok"`
-	Visitor string `json:"vis"`
-	jwt.RegisteredClaims
-}
-
-// Signer signs and checks bindings.
-type Signer struct{ key []byte }
-
-// NewSigner derives the binding key from the gateway secret, so the
-// secret itself never signs anything a browser holds.
-func NewSigner(secret string) *Signer {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte("pixelstream gateway binding v1"))
-	return &Signer{key: mac.Sum(nil)}
-}
-
-// bindingIssuer marks the gateway's own tokens.
-const bindingIssuer = "pixelstream-gateway"
-
-// Sign returns b as a compact HS256 token valid for ttl.
-func (s *Signer) Sign(b Binding, ttl time.Duration) (string, error) {
-	now := time.Now()
-	b.RegisteredClaims = jwt.RegisteredClaims{Issuer: bindingIssuer, IssuedAt: jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(ttl))}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, b).SignedString(s.key)
-	if err != nil {
-		return "", fmt.Errorf("sign binding: %w", err)
-	}
-	return tok, nil
-}
-
-// Verify checks a binding token and returns it.
-func (s *Signer) Verify(tok string) (*Binding, error) {
-	if len(tok) > maxCredential {
-		return nil, errors.New("binding too long")
-	}
-	var b Binding
-	_, err := jwt.ParseWithClaims(tok, &b, func(*jwt.Token) (any, error) { return s.key, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer(bindingIssuer), jwt.WithExpirationRequired())
-	if err != nil {
-		return nil, fmt.Errorf("binding: %w", err)
-	}
-	return &b, nil
+	return claims.Subject, claims.ExpiresAt.Time, nil
 }

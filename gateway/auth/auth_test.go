@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -152,27 +153,56 @@ func TestStaticToken(t *testing.T) {
 	}
 }
 
-func TestBindingIsSignedByTheSecret(t *testing.T) {
-	s := NewSigner("gateway-secret-0123456789")
-	tok, err := s.Sign(Binding{AllocID: "a1", Addr: "10.0.0.1:2000", Token: "t", Visitor: "v"}, time.Minute)
+// TestBindingIsOpaqueAndSealed: the binding cookie decodes to nothing
+// readable (no address, node, token or even the allocation id in clear),
+// another secret cannot open it, a flipped byte or an expired one fails.
+func TestBindingIsOpaqueAndSealed(t *testing.T) {
+	k := NewKeys("gateway-secret-0123456789")
+	now := time.Now()
+	b := Binding{AllocID: "8f1c2b7e-alloc", Claim: "claim-id-xyz", Visitor: "visitor-id", Expires: now.Add(time.Minute).Unix()}
+	v, err := k.Seal(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.Verify(tok)
-	if err != nil || b.Addr != "10.0.0.1:2000" || b.AllocID != "a1" || b.Visitor != "v" {
-		t.Fatalf("verify: %+v %v", b, err)
+	raw, _ := base64.RawURLEncoding.DecodeString(v)
+	for _, s := range []string{v, string(raw)} {
+		for _, secret := range []string{"8f1c2b7e", "claim-id", "visitor-id", "alloc", "127.0.0.1", `"a"`} {
+			if strings.Contains(s, secret) {
+				t.Fatalf("binding cookie shows %q", secret)
+			}
+		}
 	}
-	// A replica with another secret, a forged address, an expired binding.
-	if _, err := NewSigner("another-secret-0123456789").Verify(tok); err == nil {
-		t.Fatal("binding verified with another secret")
+	got, err := k.Open(v, now)
+	if err != nil || *got != b {
+		t.Fatalf("open: %+v %v", got, err)
 	}
-	forged := sign(t, jwt.SigningMethodHS256, []byte("gateway-secret-0123456789"), jwt.RegisteredClaims{Issuer: bindingIssuer,
-		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))})
-	if _, err := s.Verify(forged); err == nil {
-		t.Fatal("a binding signed with the raw secret (not the derived key) verified")
+	if _, err := NewKeys("another-secret-0123456789").Open(v, now); err == nil {
+		t.Fatal("another secret opened the binding")
 	}
-	old, _ := s.Sign(Binding{AllocID: "a1"}, -time.Minute)
-	if _, err := s.Verify(old); err == nil {
-		t.Fatal("expired binding verified")
+	flipped := []byte(v)
+	flipped[len(flipped)/2] ^= 1
+	if _, err := k.Open(string(flipped), now); err == nil {
+		t.Fatal("an altered binding opened")
+	}
+	if _, err := k.Open(v, now.Add(2*time.Minute)); err == nil {
+		t.Fatal("an expired binding opened")
+	}
+}
+
+func TestVisitorIDsAreSigned(t *testing.T) {
+	k := NewKeys("gateway-secret-0123456789")
+	id, cookie := k.MintVisitor()
+	if got, ok := k.Visitor(cookie); !ok || got != id {
+		t.Fatalf("minted id %q not accepted: %q %v", id, got, ok)
+	}
+	_, other := NewKeys("another-secret-0123456789").MintVisitor()
+	for _, bad := range []string{"", id, id + ".", "AAAAAAAAAAAAAAAAAAAAAA", id + "." + strings.Repeat("A", 22), other} {
+		if _, ok := k.Visitor(bad); ok {
+			t.Fatalf("self-minted id %q accepted", bad)
+		}
+	}
+	p := k.Pseudonym("v", id)
+	if strings.Contains(p, id) || p != NewKeys("gateway-secret-0123456789").Pseudonym("v", id) || p == k.Pseudonym("v", id+"x") {
+		t.Fatal("pseudonyms must hide the id, be the same at every replica, and differ per id")
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclsimple"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/clientaddr"
 )
 
 // Routes: how a visitor reaches the session.
@@ -65,8 +67,43 @@ type Config struct {
 	DispatchMeta map[string]string `hcl:"dispatch_meta,optional"`
 	LogLevel     string            `hcl:"log_level,optional"`
 
+	// OperatorListen is the operator endpoints' address (/api/sessions,
+	// /api/queue, /metrics), apart from the visitors'; OperatorToken opens
+	// them (Authorization: Bearer; default $PIXELSTREAM_OPERATOR_TOKEN), and
+	// is not the fleet secret. Never logged.
+	OperatorListen string `hcl:"operator_listen,optional"`
+	OperatorToken  string `hcl:"operator_token,optional"`
+
+	// Per-visitor limits. Addresses are the visitors' TCP peers.
+	// MaxClaimsPerAddress: live sessions held by visitors at one address
+	// (a family or an office behind one NAT); MaxWaitingPerAddress: waiting
+	// pages from one address; MaxEventStreams: waiting pages in all.
+	MaxClaimsPerAddress  int `hcl:"max_claims_per_address,optional"`
+	MaxWaitingPerAddress int `hcl:"max_waiting_per_address,optional"`
+	MaxEventStreams      int `hcl:"max_event_streams,optional"`
+	// TrustedProxies are the load balancers or proxies in front of the
+	// gateway (addresses or CIDRs): for a request from one of them, the
+	// visitor's address is the nearest untrusted one in X-Forwarded-For.
+	TrustedProxies []string `hcl:"trusted_proxies,optional"`
+	// FrameAncestors are the sites that may embed the gateway's pages in a
+	// frame, besides the gateway itself (CSP frame-ancestors).
+	FrameAncestors []string `hcl:"frame_ancestors,optional"`
+
 	TLS  *TLSConfig  `hcl:"tls,block"`
 	Auth *AuthConfig `hcl:"auth,block"`
+	// SessionTLS: the sessions serve TLS (their task's tls block); the
+	// gateway reaches them over HTTPS, verified against CAFile.
+	SessionTLS *SessionTLSConfig `hcl:"session_tls,block"`
+}
+
+// SessionTLSConfig is how the gateway verifies sessions' certificates.
+type SessionTLSConfig struct {
+	// CAFile is the PEM CA (or CAs) the sessions' certificates chain to;
+	// re-read when it changes (a Nomad template from Vault PKI).
+	CAFile string `hcl:"ca_file"`
+	// ServerName, when set, is the name every session certificate carries;
+	// otherwise the registration's address must be in it.
+	ServerName string `hcl:"server_name,optional"`
 }
 
 // TLSConfig is the visitors' listener certificate.
@@ -108,7 +145,12 @@ func Defaults() Config {
 		Route:         RouteProxy,
 		StateInterval: "1s",
 		LogLevel:      "info",
-		Auth:          &AuthConfig{Mode: AuthNone, Cookie: "pixelstream_auth", Query: "auth"},
+
+		OperatorListen:       "127.0.0.1:8081",
+		MaxClaimsPerAddress:  4,
+		MaxWaitingPerAddress: 4,
+		MaxEventStreams:      2000,
+		Auth:                 &AuthConfig{Mode: AuthNone, Cookie: "pixelstream_auth", Query: "auth"},
 	}
 }
 
@@ -128,17 +170,27 @@ func Load(args []string, stderr io.Writer) (*Config, error) {
 	if cfg.TLS == nil {
 		cfg.TLS = &TLSConfig{}
 	}
+	if cfg.SessionTLS == nil {
+		cfg.SessionTLS = &SessionTLSConfig{}
+	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.String("config", "", "HCL configuration file (flags override it)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "visitors' address, host:port")
 	fs.StringVar(&cfg.NomadAddr, "nomad-addr", cfg.NomadAddr, "Nomad HTTP API address")
-	fs.StringVar(&cfg.NomadToken, "nomad-token", cfg.NomadToken, "Nomad ACL token (default $NOMAD_TOKEN)")
+	fs.Var(&secretFlag{&cfg.NomadToken}, "nomad-token", "Nomad ACL token (default $NOMAD_TOKEN)")
 	fs.StringVar(&cfg.Namespace, "namespace", cfg.Namespace, "Nomad namespace of the session job")
 	fs.StringVar(&cfg.Job, "job", cfg.Job, "parameterized session job to dispatch")
 	fs.StringVar(&cfg.Service, "service", cfg.Service, "Nomad service name the sessions register")
 	fs.StringVar(&cfg.PeerService, "peer-service", cfg.PeerService, "the gateway's own Nomad service; its lowest-alloc replica dispatches (\"\": all do)")
-	fs.StringVar(&cfg.Secret, "secret", cfg.Secret, "gateway secret shared with the sessions (default $PIXELSTREAM_GATEWAY_SECRET)")
+	fs.Var(&secretFlag{&cfg.Secret}, "secret", "fleet secret shared with the sessions (default $PIXELSTREAM_GATEWAY_SECRET)")
+	fs.StringVar(&cfg.OperatorListen, "operator-listen", cfg.OperatorListen, "operator endpoints' address (/api/sessions, /api/queue, /metrics), host:port")
+	fs.Var(&secretFlag{&cfg.OperatorToken}, "operator-token", "Bearer token for the operator endpoints (default $PIXELSTREAM_OPERATOR_TOKEN)")
+	fs.IntVar(&cfg.MaxClaimsPerAddress, "max-claims-per-address", cfg.MaxClaimsPerAddress, "most live sessions held by visitors at one address")
+	fs.IntVar(&cfg.MaxWaitingPerAddress, "max-waiting-per-address", cfg.MaxWaitingPerAddress, "most waiting pages from one address")
+	fs.IntVar(&cfg.MaxEventStreams, "max-event-streams", cfg.MaxEventStreams, "most waiting pages' event streams in all")
+	fs.Var(&listFlag{&cfg.TrustedProxies}, "trusted-proxy", "a proxy or load balancer in front of the gateway, address or CIDR, whose X-Forwarded-For is believed (repeatable)")
+	fs.Var(&listFlag{&cfg.FrameAncestors}, "frame-ancestor", "a site that may embed the gateway in a frame, e.g. https://portal.example.com (repeatable)")
 	fs.IntVar(&cfg.MinFree, "min-free", cfg.MinFree, "ready, unclaimed sessions to keep warm")
 	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "most sessions at once, starting ones included")
 	fs.IntVar(&cfg.MaxQueue, "max-queue", cfg.MaxQueue, "most visitors waiting; past it 503 with Retry-After")
@@ -147,10 +199,12 @@ func Load(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "trace, debug, info, warn or error")
 	fs.StringVar(&cfg.TLS.CertFile, "tls-cert-file", cfg.TLS.CertFile, "certificate for the visitors' listener (PEM)")
 	fs.StringVar(&cfg.TLS.KeyFile, "tls-key-file", cfg.TLS.KeyFile, "key for -tls-cert-file (PEM)")
+	fs.StringVar(&cfg.SessionTLS.CAFile, "session-ca-file", cfg.SessionTLS.CAFile, "sessions serve TLS: the CA their certificates chain to (PEM); the gateway then speaks HTTPS to them")
+	fs.StringVar(&cfg.SessionTLS.ServerName, "session-server-name", cfg.SessionTLS.ServerName, "with -session-ca-file: the name in every session's certificate (default: the session's address)")
 	fs.StringVar(&cfg.Auth.Mode, "auth-mode", cfg.Auth.Mode, `visitor auth: "none", "token" or "jwt"`)
-	fs.StringVar(&cfg.Auth.Token, "auth-token", cfg.Auth.Token, "static visitor token (auth-mode token)")
+	fs.Var(&secretFlag{&cfg.Auth.Token}, "auth-token", "static visitor token (auth-mode token)")
 	fs.StringVar(&cfg.Auth.Algorithm, "auth-jwt-algorithm", cfg.Auth.Algorithm, `"HS256" or "RS256"`)
-	fs.StringVar(&cfg.Auth.HMACKey, "auth-jwt-hmac-key", cfg.Auth.HMACKey, "HS256 key")
+	fs.Var(&secretFlag{&cfg.Auth.HMACKey}, "auth-jwt-hmac-key", "HS256 key")
 	fs.StringVar(&cfg.Auth.PublicKeyFile, "auth-jwt-public-key-file", cfg.Auth.PublicKeyFile, "RS256 public key (PEM)")
 	fs.StringVar(&cfg.Auth.Issuer, "auth-jwt-issuer", cfg.Auth.Issuer, "required JWT issuer (iss)")
 	fs.StringVar(&cfg.Auth.Audience, "auth-jwt-audience", cfg.Auth.Audience, "required JWT audience (aud)")
@@ -170,6 +224,9 @@ func Load(args []string, stderr io.Writer) (*Config, error) {
 	}
 	if cfg.NomadToken == "" {
 		cfg.NomadToken = os.Getenv("NOMAD_TOKEN")
+	}
+	if cfg.OperatorToken == "" {
+		cfg.OperatorToken = os.Getenv("PIXELSTREAM_OPERATOR_TOKEN")
 	}
 	if cfg.Auth.Cookie == "" {
 		cfg.Auth.Cookie = "pixelstream_auth"
@@ -239,6 +296,33 @@ func (c *Config) Validate() error {
 	if len(c.Secret) < 16 {
 		bad("secret: set the gateway secret the sessions' gateway block has (at least 16 characters; -secret or $PIXELSTREAM_GATEWAY_SECRET)")
 	}
+	if c.OperatorListen != "" {
+		if _, _, err := net.SplitHostPort(c.OperatorListen); err != nil {
+			bad("operator_listen: %q is not host:port (e.g. \"127.0.0.1:8081\"; \"\" turns the operator endpoints off): %v", c.OperatorListen, err)
+		}
+	}
+	if c.OperatorToken != "" && len(c.OperatorToken) < 16 {
+		bad("operator_token: use at least 16 characters (e.g. `openssl rand -hex 32`)")
+	}
+	if c.OperatorToken != "" && c.OperatorToken == c.Secret {
+		bad("operator_token: must not be the fleet secret (the secret never opens anything); use a token of its own")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_claims_per_address", c.MaxClaimsPerAddress}, {"max_waiting_per_address", c.MaxWaitingPerAddress}, {"max_event_streams", c.MaxEventStreams}} {
+		if f.v < 1 {
+			bad("%s: %d must be at least 1", f.name, f.v)
+		}
+	}
+	if _, err := clientaddr.New(c.TrustedProxies); err != nil {
+		bad("%v", err)
+	}
+	for _, a := range c.FrameAncestors {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || strings.ContainsAny(a, " ;,'") {
+			bad("frame_ancestors: %q must be an origin such as \"https://portal.example.com\"", a)
+		}
+	}
 	if c.MaxSessions < 1 {
 		bad("max_sessions: %d must be at least 1", c.MaxSessions)
 	}
@@ -262,9 +346,12 @@ func (c *Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls: set both cert_file and key_file, or neither")
 	}
+	if c.SessionTLS != nil && c.SessionTLS.CAFile == "" && c.SessionTLS.ServerName != "" {
+		bad("session_tls.server_name: needs session_tls.ca_file (the CA the sessions' certificates chain to)")
+	}
 	for k := range c.DispatchMeta {
-		if k == "visitor" || k == "subject" {
-			bad("dispatch_meta: %q is set by the gateway itself", k)
+		if k == "" || strings.ContainsAny(k, " =") {
+			bad("dispatch_meta: %q is not a meta key (the session job's meta_optional names the keys it takes)", k)
 		}
 	}
 	errs = append(errs, c.Auth.validate()...)
@@ -327,3 +414,29 @@ func (f *metaFlag) Set(v string) error {
 	f.m[k] = val
 	return nil
 }
+
+// secretFlag is a string flag whose value never shows: usage text prints
+// each flag's value as its default, and a secret set in the config file
+// would be printed on any flag error.
+type secretFlag struct{ p *string }
+
+func (f *secretFlag) String() string {
+	if f == nil || f.p == nil || *f.p == "" {
+		return ""
+	}
+	return "(set)"
+}
+
+func (f *secretFlag) Set(v string) error { *f.p = v; return nil }
+
+// listFlag collects a repeatable flag's values.
+type listFlag struct{ p *[]string }
+
+func (f *listFlag) String() string {
+	if f == nil || f.p == nil {
+		return ""
+	}
+	return strings.Join(*f.p, ",")
+}
+
+func (f *listFlag) Set(v string) error { *f.p = append(*f.p, v); return nil }

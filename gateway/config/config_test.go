@@ -59,8 +59,18 @@ func TestLoadRefusesBadFieldsByName(t *testing.T) {
 		{[]string{secret, "-auth-mode=token", "-auth-token=short"}, "auth.token:"},
 		{[]string{secret, "-state-interval=1ms"}, "state_interval:"},
 		{[]string{secret, "-tls-cert-file=c.pem"}, "tls:"},
-		{[]string{secret, "-dispatch-meta=visitor=x"}, "dispatch_meta:"},
+		{[]string{secret, "-dispatch-meta= x=y"}, "dispatch_meta:"},
 		{[]string{secret, "stray"}, "unexpected argument"},
+		{[]string{secret, "-operator-token=short"}, "operator_token:"},
+		{[]string{secret, "-operator-token=gateway-secret-0123456789"}, "operator_token: must not be the fleet secret"},
+		{[]string{secret, "-operator-listen=nope"}, "operator_listen:"},
+		{[]string{secret, "-max-claims-per-address=0"}, "max_claims_per_address:"},
+		{[]string{secret, "-max-waiting-per-address=0"}, "max_waiting_per_address:"},
+		{[]string{secret, "-max-event-streams=0"}, "max_event_streams:"},
+		{[]string{secret, "-frame-ancestor=https://a.example/path"}, "frame_ancestors:"},
+		{[]string{secret, "-frame-ancestor=*"}, "frame_ancestors:"},
+		{[]string{secret, "-trusted-proxy=10.0.0.0/33"}, "trusted_proxies:"},
+		{[]string{secret, "-session-server-name=s.example"}, "session_tls.server_name:"},
 	} {
 		_, err := Load(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

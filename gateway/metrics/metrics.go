@@ -18,9 +18,12 @@ type Metrics struct {
 	Dispatches       prometheus.Counter     // dispatches Nomad accepted
 	DispatchFailures prometheus.Counter     // dispatches Nomad refused or that failed
 	Claims           *prometheus.CounterVec // by result: ok, conflict, not_ready, error
-	Visitors         *prometheus.CounterVec // arrivals by outcome: assigned, queued, refused, full
+	Visitors         *prometheus.CounterVec // arrivals by outcome: assigned, same_session, queued, unauthorized, queue_full, cross_site, address_limit, stream_limit
 	ProxyErrors      prometheus.Counter     // requests the session did not answer
 	Panics           prometheus.Counter     // handler panics caught (the visitor dropped, the gateway up)
+	// ForeignRegistrations counts registrations of the session service
+	// that Nomad did not confirm as the gateway's own sessions.
+	ForeignRegistrations prometheus.Counter
 }
 
 // New registers every collector on a fresh registry.
@@ -45,14 +48,16 @@ func New() *Metrics {
 		Claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pixelstream_gateway_claims_total",
 			Help: "Claims sent to sessions, by result."}, []string{"result"}),
 		Visitors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pixelstream_gateway_visitors_total",
-			Help: "Visitor arrivals, by outcome (assigned, queued, unauthorized, queue_full)."}, []string{"outcome"}),
+			Help: "Visitor arrivals, by outcome (assigned, same_session, queued, unauthorized, queue_full, cross_site, address_limit, stream_limit)."}, []string{"outcome"}),
 		ProxyErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pixelstream_gateway_proxy_errors_total",
 			Help: "Proxied requests the session did not answer."}),
 		Panics: prometheus.NewCounter(prometheus.CounterOpts{Name: "pixelstream_gateway_panics_total",
 			Help: "Handler panics caught; the request was dropped, the gateway kept serving."}),
+		ForeignRegistrations: prometheus.NewCounter(prometheus.CounterOpts{Name: "pixelstream_gateway_foreign_registrations_total",
+			Help: "Registrations of the session service that are not live children of the session job (never polled, claimed or proxied to)."}),
 	}
 	r.MustRegister(m.Sessions, m.QueueLength, m.AssignSeconds, m.QueueWaitSeconds, m.Dispatches,
-		m.DispatchFailures, m.Claims, m.Visitors, m.ProxyErrors, m.Panics,
+		m.DispatchFailures, m.Claims, m.Visitors, m.ProxyErrors, m.Panics, m.ForeignRegistrations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,9 +1,10 @@
 // Package nomad is the gateway's small client for the few Nomad HTTP API
 // endpoints it needs: dispatching the parameterized session job, and
 // blocking queries on the session job's children and on its service
-// registrations (Nomad's own service discovery). Plain net/http and
+// registrations (Nomad's own service discovery), and reading the
+// allocation a registration names. Plain net/http and
 // encoding/json: the nomad/api module would pull in far more than these
-// three calls.
+// few calls.
 package nomad
 
 import (
@@ -45,6 +46,7 @@ func New(addr, token, namespace string) *Client {
 type Registration struct {
 	ID          string
 	ServiceName string
+	Namespace   string
 	NodeID      string
 	JobID       string
 	AllocID     string
@@ -58,6 +60,30 @@ type JobStub struct {
 	ID       string
 	ParentID string
 	Status   string // pending, running, dead
+}
+
+// Allocation is what the gateway checks of an allocation before it trusts
+// a registration that names it.
+type Allocation struct {
+	ID           string
+	Namespace    string
+	NodeID       string
+	JobID        string
+	ClientStatus string
+	Job          struct {
+		ID         string
+		ParentID   string
+		Dispatched bool
+	}
+}
+
+// Allocation reads one allocation.
+func (c *Client) Allocation(ctx context.Context, id string) (*Allocation, error) {
+	var out Allocation
+	if _, err := c.do(ctx, http.MethodGet, "/v1/allocation/"+url.PathEscape(id), nil, nil, &out); err != nil {
+		return nil, fmt.Errorf("allocation %s: %w", id, err)
+	}
+	return &out, nil
 }
 
 // DispatchResponse is what a dispatch returns.

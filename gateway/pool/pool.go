@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/metrics"
 	"github.com/pixelstream/nomad-driver-pixelstream/gateway/nomad"
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/sessiontls"
 	"github.com/pixelstream/nomad-driver-pixelstream/quality"
 )
 
@@ -37,12 +37,6 @@ const (
 	Busy     = string(claim.Busy)
 )
 
-// blockWait is how long one blocking query waits at Nomad.
-const blockWait = 5 * time.Minute
-
-// recentEnds is how many session ends the wait estimate looks back on.
-const recentEnds = 20
-
 // Session is one registered session.
 type Session struct {
 	AllocID string `json:"alloc_id"`
@@ -51,13 +45,23 @@ type Session struct {
 	Addr    string `json:"address"`
 	State   string `json:"state"`
 	Ready   bool   `json:"ready"`
-	Visitor string `json:"visitor,omitempty"`
+	Visitor string `json:"visitor,omitempty"` // the visitor's pseudonym
+	Subject string `json:"subject,omitempty"`
+	Address string `json:"visitor_address,omitempty"` // the visitor's address's pseudonym
+	Claim   string `json:"-"`                         // the claim id: with the key, the player token
 	// Quality is what the session last said of its players' stream quality.
 	Quality *quality.Session `json:"quality,omitempty"`
 
 	claiming bool      // a claim of this replica is in flight
 	failures int       // state reads in a row that failed
 	seen     time.Time // first registration seen
+	// own: Nomad confirmed the allocation is a live child of the session
+	// job in the gateway's namespace. Until then the registration is not
+	// polled, claimed, counted or proxied to: anyone may register the
+	// service name.
+	own      bool
+	checking bool // an allocation lookup is in flight
+	foreign  bool // Nomad said no: never asked again
 }
 
 // Assignment is a session claimed for one visitor.
@@ -72,7 +76,10 @@ var ErrNoSession = errors.New("no free session")
 
 // Config configures a pool.
 type Config struct {
+	// TLS reaches sessions over HTTPS (nil: plain HTTP).
+	TLS          *sessiontls.Dialer
 	Job          string
+	Namespace    string
 	Service      string
 	Secret       string
 	MinFree      int
@@ -88,6 +95,8 @@ type Config struct {
 	// (run by hand) this replica always dispatches.
 	Self  string
 	Peers string
+	// Tuning: timings and estimates (policy.go); zero fields take defaults.
+	Tuning Tuning
 }
 
 // Pool is the fleet view and the dispatcher.
@@ -95,6 +104,7 @@ type Pool struct {
 	cfg   Config
 	nomad *nomad.Client
 	hc    *http.Client
+	lc    *http.Client // blocking state reads
 	log   hclog.Logger
 	m     *metrics.Metrics
 
@@ -119,9 +129,6 @@ type Pool struct {
 	overSince  time.Time // when the fleet went over max_sessions
 }
 
-// maxBackoff bounds the wait between dispatches while sessions fail.
-const maxBackoff = 5 * time.Minute
-
 // New returns a pool; Run starts it.
 func New(cfg Config, nc *nomad.Client) *Pool {
 	if cfg.Logger == nil {
@@ -130,9 +137,11 @@ func New(cfg Config, nc *nomad.Client) *Pool {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
+	cfg.Tuning = cfg.Tuning.withDefaults()
 	return &Pool{cfg: cfg, nomad: nc, log: cfg.Logger, m: cfg.Metrics, leader: cfg.Self == "" || cfg.Peers == "",
-		hc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-			MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
+		hc: &http.Client{Timeout: cfg.Tuning.CallTimeout, Transport: sessionTransport(cfg.TLS, 4, 30*time.Second, 0)},
+		// Blocking state reads: bounded by their context, not a client timeout.
+		lc:       &http.Client{Transport: sessionTransport(cfg.TLS, 2, 2*claim.MaxWait, claim.MaxWait+5*time.Second)},
 		sessions: map[string]*Session{}, children: map[string]time.Time{},
 		changed: make(chan struct{}), started: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
@@ -141,7 +150,7 @@ func New(cfg Config, nc *nomad.Client) *Pool {
 func (p *Pool) Run(ctx context.Context) {
 	go p.watchServices(ctx)
 	go p.watchChildren(ctx)
-	go p.pollStates(ctx)
+	go p.followStates(ctx)
 	if !p.leader {
 		go p.watchPeers(ctx)
 	}
@@ -185,7 +194,9 @@ func (p *Pool) Sessions() []Session {
 	defer p.mu.Unlock()
 	out := make([]Session, 0, len(p.sessions))
 	for _, s := range p.sessions {
-		out = append(out, *s)
+		if s.own {
+			out = append(out, *s)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].AllocID < out[j].AllocID })
 	return out
@@ -206,15 +217,78 @@ func (p *Pool) Lookup(allocID string) (Session, bool) {
 // registration can outlive its job for a while (a lost node's allocations),
 // and such a session must neither count nor be handed out. A registration
 // seen moments ago may be ahead of the job list.
-func (p *Pool) liveLocked(s *Session, now time.Time) bool {
-	if !p.kids {
-		return true
+func (p *Pool) liveLocked(s *Session, _ time.Time) bool {
+	if !s.own {
+		return false
 	}
-	if _, ok := p.children[s.JobID]; ok {
-		return true
-	}
-	return now.Sub(s.seen) < 10*time.Second
+	_, ok := p.children[s.JobID]
+	return ok
 }
+
+// verify asks Nomad whether s's allocation is what its registration says:
+// a running allocation of a live child of the session job, in the gateway's
+// namespace, on the node named. Only then does the gateway talk to it.
+func (p *Pool) verify(ctx context.Context, s Session) {
+	actx, cancel := context.WithTimeout(ctx, p.cfg.Tuning.NomadTimeout)
+	al, err := p.nomad.Allocation(actx, s.AllocID)
+	cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, ok := p.sessions[s.AllocID]
+	if !ok {
+		return
+	}
+	cur.checking = false
+	var apiErr *nomad.APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound:
+		err = errors.New("no such allocation in Nomad")
+	case err != nil:
+		p.log.Warn("checking a session's allocation failed; will retry", "alloc", s.AllocID, "error", err)
+		return
+	}
+	if err == nil {
+		err = ownAllocation(al, s, p.cfg.Job, p.cfg.Namespace)
+	}
+	if errors.Is(err, errNotRunning) {
+		// Nomad registers services as the task starts, before the client
+		// reports the allocation running: ask again at the next round.
+		return
+	}
+	if err != nil {
+		cur.foreign = true
+		p.m.ForeignRegistrations.Inc()
+		p.log.Warn("ignoring a registration of the session service that is not this gateway's session", "service", p.cfg.Service,
+			"alloc", s.AllocID, "job", s.JobID, "reason", err)
+		return
+	}
+	cur.own = true
+	p.notifyLocked()
+}
+
+// ownAllocation says why al is not the gateway's session s claims to be,
+// or nil when it is.
+func ownAllocation(al *nomad.Allocation, s Session, job, namespace string) error {
+	switch {
+	case al.ID != s.AllocID:
+		return fmt.Errorf("allocation %q answered for %q", al.ID, s.AllocID)
+	case al.Namespace != namespace:
+		return fmt.Errorf("allocation is in namespace %q, not %q", al.Namespace, namespace)
+	case al.JobID != s.JobID || al.Job.ID != s.JobID:
+		return fmt.Errorf("allocation belongs to job %q, the registration says %q", al.JobID, s.JobID)
+	case al.Job.ParentID != job || !al.Job.Dispatched:
+		return fmt.Errorf("job %q is not a dispatched child of %q", al.JobID, job)
+	case al.NodeID != s.NodeID:
+		return fmt.Errorf("allocation runs on node %q, the registration says %q", al.NodeID, s.NodeID)
+	case al.ClientStatus != "running":
+		return fmt.Errorf("%w: %s", errNotRunning, al.ClientStatus)
+	}
+	return nil
+}
+
+// errNotRunning is an allocation of the gateway's own job that is not (or
+// not yet) running: not a foreign one.
+var errNotRunning = errors.New("allocation is not running")
 
 // Forget marks a session the gateway could not reach as not ready, so no
 // visitor is sent to it until its state reads work again.
@@ -255,7 +329,7 @@ func (p *Pool) countsLocked() Counts {
 		}
 		registered++
 		switch {
-		case s.State == Free && s.Ready && !s.claiming:
+		case claimable(s):
 			c.Free++
 		case s.State == Claimed || s.claiming:
 			c.Claimed++
@@ -289,35 +363,20 @@ func (p *Pool) updateGaugesLocked() {
 func (p *Pool) EstimateWait(pos int) (time.Duration, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cold := p.coldAvg
-	if cold == 0 {
-		cold = 30 * time.Second
-	}
-	c := p.countsLocked()
-	if c.Live < p.cfg.MaxSessions {
-		return cold, p.coldAvg > 0
-	}
-	if len(p.ends) < 2 {
-		return 0, false
-	}
-	span := p.ends[len(p.ends)-1].Sub(p.ends[0])
-	per := span / time.Duration(len(p.ends)-1)
-	// A session ending makes room; in the default mode a fresh one is
-	// dispatched for the visitor, so its start adds to the wait.
-	return time.Duration(pos)*per + cold, true
+	return estimateWait(pos, p.countsLocked(), p.cfg.MaxSessions, p.coldAvg, p.cfg.Tuning.ColdDefault, p.ends)
 }
 
 func (p *Pool) recordEndLocked(now time.Time) {
 	p.ends = append(p.ends, now)
-	if len(p.ends) > recentEnds {
-		p.ends = p.ends[len(p.ends)-recentEnds:]
+	if n := p.cfg.Tuning.RecentEnds; len(p.ends) > n {
+		p.ends = p.ends[len(p.ends)-n:]
 	}
 }
 
 // follow runs Nomad blocking queries until ctx ends, handing each answer and
 // its index to apply: no polling, Nomad answers when something changed. A
-// failed query is retried after two seconds from index 0.
-func follow[T any](ctx context.Context, log hclog.Logger, what string,
+// failed query is retried after retry from index 0.
+func follow[T any](ctx context.Context, log hclog.Logger, what string, retry time.Duration,
 	query func(ctx context.Context, index uint64) (T, uint64, error), apply func(T, uint64)) {
 	var idx uint64
 	for ctx.Err() == nil {
@@ -327,7 +386,7 @@ func follow[T any](ctx context.Context, log hclog.Logger, what string,
 				return
 			}
 			log.Warn("Nomad query failed; retrying", "query", what, "error", err)
-			sleepCtx(ctx, 2*time.Second)
+			sleepCtx(ctx, retry)
 			idx = 0
 			continue
 		}
@@ -340,9 +399,9 @@ func follow[T any](ctx context.Context, log hclog.Logger, what string,
 }
 
 func (p *Pool) watchServices(ctx context.Context) {
-	follow(ctx, p.log, "service "+p.cfg.Service,
+	follow(ctx, p.log, "service "+p.cfg.Service, p.cfg.Tuning.QueryRetry,
 		func(ctx context.Context, idx uint64) ([]nomad.Registration, uint64, error) {
-			return p.nomad.Services(ctx, p.cfg.Service, idx, blockWait)
+			return p.nomad.Services(ctx, p.cfg.Service, idx, p.cfg.Tuning.BlockWait)
 		},
 		func(regs []nomad.Registration, _ uint64) { p.applyServices(regs) })
 }
@@ -356,14 +415,21 @@ func (p *Pool) applyServices(regs []nomad.Registration) {
 		if r.AllocID == "" || r.Port == 0 {
 			continue
 		}
+		if r.Namespace != "" && p.cfg.Namespace != "" && r.Namespace != p.cfg.Namespace {
+			continue
+		}
 		seen[r.AllocID] = true
 		addr := joinHostPort(r.Address, r.Port)
 		if s, ok := p.sessions[r.AllocID]; ok {
+			if s.JobID != r.JobID || s.NodeID != r.NodeID {
+				// Not what Nomad confirmed: check again before talking to it.
+				s.JobID, s.NodeID, s.own, s.foreign, s.State, s.Ready = r.JobID, r.NodeID, false, false, Starting, false
+			}
 			s.Addr = addr
 			continue
 		}
 		p.sessions[r.AllocID] = &Session{AllocID: r.AllocID, NodeID: r.NodeID, JobID: r.JobID, Addr: addr, State: Starting, seen: now}
-		p.log.Info("session registered", "alloc", r.AllocID, "node", r.NodeID, "address", addr)
+		p.log.Info("session registered; checking its allocation", "alloc", r.AllocID, "job", r.JobID, "node", r.NodeID, "address", addr)
 	}
 	for id, s := range p.sessions {
 		if !seen[id] {
@@ -383,9 +449,9 @@ func (p *Pool) applyServices(regs []nomad.Registration) {
 // watchPeers follows the gateway's own registrations: the replica with the
 // lowest allocation id is the one that dispatches.
 func (p *Pool) watchPeers(ctx context.Context) {
-	follow(ctx, p.log, "service "+p.cfg.Peers,
+	follow(ctx, p.log, "service "+p.cfg.Peers, p.cfg.Tuning.QueryRetry,
 		func(ctx context.Context, idx uint64) ([]nomad.Registration, uint64, error) {
-			return p.nomad.Services(ctx, p.cfg.Peers, idx, blockWait)
+			return p.nomad.Services(ctx, p.cfg.Peers, idx, p.cfg.Tuning.BlockWait)
 		},
 		func(regs []nomad.Registration, _ uint64) { p.applyPeers(regs) })
 }
@@ -409,9 +475,9 @@ func (p *Pool) applyPeers(regs []nomad.Registration) {
 }
 
 func (p *Pool) watchChildren(ctx context.Context) {
-	follow(ctx, p.log, "children of job "+p.cfg.Job,
+	follow(ctx, p.log, "children of job "+p.cfg.Job, p.cfg.Tuning.QueryRetry,
 		func(ctx context.Context, idx uint64) ([]nomad.JobStub, uint64, error) {
-			return p.nomad.Children(ctx, p.cfg.Job, idx, blockWait)
+			return p.nomad.Children(ctx, p.cfg.Job, idx, p.cfg.Tuning.BlockWait)
 		},
 		p.applyChildren)
 }
@@ -432,7 +498,7 @@ func (p *Pool) applyChildren(jobs []nomad.JobStub, idx uint64) {
 	}
 	// A dispatch of ours not in the list yet still counts for a while.
 	for id, t := range p.children {
-		if _, ok := live[id]; !ok && now.Sub(t) < 30*time.Second && !listed(jobs, id) {
+		if _, ok := live[id]; !ok && now.Sub(t) < p.cfg.Tuning.DispatchGrace && !listed(jobs, id) {
 			live[id] = t
 		}
 	}
@@ -441,10 +507,10 @@ func (p *Pool) applyChildren(jobs []nomad.JobStub, idx uint64) {
 		if _, ok := live[id]; !ok && listed(jobs, id) {
 			delete(p.started, id)
 			p.failStreak++
-			backoff := min(maxBackoff, time.Second<<min(p.failStreak, 10))
-			p.holdUntil = now.Add(backoff)
+			pause := backoff(p.failStreak, p.cfg.Tuning.BackoffMax)
+			p.holdUntil = now.Add(pause)
 			p.log.Warn("a dispatched session ended before it was ever ready; backing off", "job", id,
-				"failures_in_a_row", p.failStreak, "next_dispatch_in", backoff)
+				"failures_in_a_row", p.failStreak, "next_dispatch_in", pause)
 		}
 	}
 	p.children = live
@@ -463,68 +529,136 @@ func listed(jobs []nomad.JobStub, id string) bool {
 	return false
 }
 
-func (p *Pool) pollStates(ctx context.Context) {
-	t := time.NewTicker(p.cfg.StateEvery)
-	defer t.Stop()
+// followStates keeps one blocking reader per registered session: a
+// session's change of state or readiness (streamer identified, claimed,
+// busy, free again) reaches the pool when it happens, not at the next
+// poll, which is what a cold start and a queue hand-over wait for.
+func (p *Pool) followStates(ctx context.Context) {
+	following := map[string]context.CancelFunc{}
+	defer func() {
+		for _, stop := range following {
+			stop()
+		}
+	}()
 	for {
-		p.readStates(ctx)
+		changed := p.Changed()
+		p.mu.Lock()
+		for id, s := range p.sessions {
+			if !s.own {
+				// Anyone may register the service name: Nomad confirms the
+				// allocation first. A registration whose job is not a live
+				// child is not even looked up.
+				if _, child := p.children[s.JobID]; child && !s.checking && !s.foreign {
+					s.checking = true
+					go p.verify(ctx, *s)
+				}
+				continue
+			}
+			if _, ok := following[id]; !ok {
+				fctx, stop := context.WithCancel(ctx)
+				following[id] = stop
+				go p.followState(fctx, id)
+			}
+		}
+		p.mu.Unlock()
+		for id, stop := range following {
+			p.mu.Lock()
+			_, live := p.sessions[id]
+			p.mu.Unlock()
+			if !live {
+				stop()
+				delete(following, id)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-changed:
+		case <-time.After(p.cfg.StateEvery): // allocations that were not running yet are asked again
 		}
 	}
 }
 
-// readStates asks every session its claim state, concurrently.
-func (p *Pool) readStates(ctx context.Context) {
-	p.mu.Lock()
-	targets := make([]Session, 0, len(p.sessions))
-	for _, s := range p.sessions {
-		targets = append(targets, *s)
-	}
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st, err := p.claimCall(ctx, http.MethodGet, s, nil)
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			cur, ok := p.sessions[s.AllocID]
-			if !ok || cur.claiming {
-				return
-			}
-			before := *cur
-			if err != nil {
-				cur.failures++
-				if cur.failures >= 2 {
-					cur.Ready = false
-					cur.State = Starting
-				}
+// followState reads one session's claim state with blocking GETs (each
+// returns at a change, or after claim.MaxWait). A session that answers at
+// once with the index it was given (one without blocking reads) is read
+// again after StateEvery. A session that does not answer yet (registered
+// by Nomad before its player port listens: a refused connection, cheap)
+// is tried again every 25 ms, doubling up to 100 ms until it first
+// answers, StateEvery after that: the first answer is what a cold start
+// waits for.
+func (p *Pool) followState(ctx context.Context, allocID string) {
+	const firstRetry, startingRetry = 25 * time.Millisecond, 100 * time.Millisecond
+	var index uint64
+	retry, answered := firstRetry, false
+	for ctx.Err() == nil {
+		p.mu.Lock()
+		cur, ok := p.sessions[allocID]
+		var target Session
+		if ok {
+			target = *cur
+		}
+		p.mu.Unlock()
+		if !ok {
+			return
+		}
+		started := time.Now()
+		st, err := p.stateCall(ctx, target, index)
+		if ctx.Err() != nil {
+			return
+		}
+		p.applyState(allocID, st, err)
+		switch {
+		case err != nil:
+			sleepCtx(ctx, retry)
+			if answered {
+				retry = min(2*retry, p.cfg.StateEvery)
 			} else {
-				cur.failures = 0
-				cur.Ready, cur.State, cur.Visitor, cur.Quality = st.Ready, string(st.State), st.Visitor, st.Quality
-				if cur.State == "" {
-					cur.State = Starting
-				}
-				if cur.State == Free && cur.Ready {
-					if t, ok := p.started[cur.JobID]; ok {
-						p.observeColdLocked(time.Since(t))
-						delete(p.started, cur.JobID)
-					}
-					if before.State == Busy || before.State == Claimed {
-						p.recordEndLocked(time.Now()) // returned to the pool
-					}
-				}
+				retry = min(2*retry, startingRetry)
 			}
-			if before.State != cur.State || before.Ready != cur.Ready {
-				p.notifyLocked()
-			}
-		}()
+			continue
+		case st.Index == 0, st.Index == index && time.Since(started) < claim.MaxWait/2:
+			sleepCtx(ctx, p.cfg.StateEvery)
+		}
+		retry, answered = firstRetry, true
+		index = st.Index
 	}
-	wg.Wait()
+}
+
+// applyState takes one answer (or error) of a session's state read.
+func (p *Pool) applyState(allocID string, st *claim.Response, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, ok := p.sessions[allocID]
+	if !ok || cur.claiming || !cur.own {
+		return
+	}
+	before := *cur
+	if err != nil {
+		cur.failures++
+		if cur.failures >= p.cfg.Tuning.StateFailures {
+			cur.Ready = false
+			cur.State = Starting
+		}
+	} else {
+		cur.failures = 0
+		cur.Ready, cur.State, cur.Visitor, cur.Subject, cur.Address, cur.Claim, cur.Quality = st.Ready, string(st.State), st.Visitor, st.Subject, st.Address, st.Claim, st.Quality
+		if cur.State == "" {
+			cur.State = Starting
+		}
+		if cur.State == Free && cur.Ready {
+			if t, ok := p.started[cur.JobID]; ok {
+				p.observeColdLocked(time.Since(t))
+				delete(p.started, cur.JobID)
+			}
+			if before.State == Busy || before.State == Claimed {
+				p.recordEndLocked(time.Now()) // returned to the pool
+			}
+		}
+	}
+	if before.State != cur.State || before.Ready != cur.Ready {
+		p.notifyLocked()
+	}
 }
 
 func (p *Pool) observeColdLocked(d time.Duration) {
@@ -537,32 +671,75 @@ func (p *Pool) observeColdLocked(d time.Duration) {
 	p.coldAvg = (p.coldAvg*3 + d) / 4
 }
 
-// Claim reserves a free, ready session for visitor. Candidates are tried
-// in random order, so replicas rarely race for the same one; a race costs
-// one 409 and the next candidate.
-func (p *Pool) Claim(ctx context.Context, visitor, subject string) (*Assignment, error) {
+// Holding returns the session a visitor (by pseudonym) or a JWT subject
+// already holds, claimed or busy, so a second page load gets the same
+// session instead of a second one.
+func (p *Pool) Holding(visitor, subject string) (*Assignment, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	for _, s := range p.sessions {
+		if s.Claim == "" || (s.State != Claimed && s.State != Busy) || !p.liveLocked(s, now) {
+			continue
+		}
+		if (visitor != "" && s.Visitor == visitor) || (subject != "" && s.Subject == subject) {
+			return &Assignment{Session: *s, Token: p.token(*s), Expires: now.Add(time.Minute)}, true
+		}
+	}
+	return nil, false
+}
+
+// ClaimsFrom counts the live claims made for visitors at one address
+// (by pseudonym), across every replica: the sessions say whose they are.
+func (p *Pool) ClaimsFrom(address string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	now := time.Now()
+	for _, s := range p.sessions {
+		if s.Address == address && (s.State == Claimed || s.State == Busy) && p.liveLocked(s, now) {
+			n++
+		}
+	}
+	return n
+}
+
+// token is the player token of s's current claim.
+func (p *Pool) token(s Session) string {
+	return claim.PlayerToken(claim.SessionKey(p.cfg.Secret, s.AllocID), s.Claim)
+}
+
+// Token is the player token of claim id on the session in alloc.
+func (p *Pool) Token(allocID, claimID string) string {
+	return claim.PlayerToken(claim.SessionKey(p.cfg.Secret, allocID), claimID)
+}
+
+// Claim reserves a free, ready session for the visitor req names.
+// Candidates are tried in random order, so replicas rarely race for the
+// same one; a race costs one 409 and the next candidate.
+func (p *Pool) Claim(ctx context.Context, req claim.Request) (*Assignment, error) {
 	tried := map[string]bool{}
 	for {
 		p.mu.Lock()
 		var cands []*Session
 		now := time.Now()
 		for _, s := range p.sessions {
-			if s.State == Free && s.Ready && !s.claiming && !tried[s.AllocID] && p.liveLocked(s, now) {
+			if claimable(s) && !tried[s.AllocID] && p.liveLocked(s, now) {
 				cands = append(cands, s)
 			}
 		}
-		if len(cands) == 0 {
+		s := pick(cands, nil)
+		if s == nil {
 			p.mu.Unlock()
 			return nil, ErrNoSession
 		}
-		s := cands[rand.IntN(len(cands))]
 		s.claiming = true
 		target := *s
 		p.notifyLocked()
 		p.mu.Unlock()
 		tried[target.AllocID] = true
 
-		body, _ := json.Marshal(claim.Request{Visitor: visitor, Subject: subject})
+		body, _ := json.Marshal(req)
 		st, err := p.claimCall(ctx, http.MethodPost, target, body)
 
 		p.mu.Lock()
@@ -575,7 +752,7 @@ func (p *Pool) Claim(ctx context.Context, visitor, subject string) (*Assignment,
 		case err == nil:
 			result = "ok"
 			if ok {
-				cur.State, cur.Visitor = Claimed, visitor
+				cur.State, cur.Visitor, cur.Subject, cur.Address, cur.Claim = Claimed, req.Visitor, req.Subject, req.Address, st.Claim
 			}
 		case errors.Is(err, errConflict):
 			result = "conflict"
@@ -598,8 +775,8 @@ func (p *Pool) Claim(ctx context.Context, visitor, subject string) (*Assignment,
 		p.mu.Unlock()
 		if err == nil {
 			ttl := time.Duration(st.ExpiresInS * float64(time.Second))
-			target.State, target.Visitor = Claimed, visitor
-			return &Assignment{Session: target, Token: st.Token, Expires: time.Now().Add(ttl)}, nil
+			target.State, target.Visitor, target.Subject, target.Address, target.Claim = Claimed, req.Visitor, req.Subject, req.Address, st.Claim
+			return &Assignment{Session: target, Token: p.token(target), Expires: time.Now().Add(ttl)}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -616,12 +793,23 @@ var (
 // claimCall sends one claim request to s, signed with s's own key (the
 // fleet secret never leaves the gateway), and checks that the answer is
 // signed by the holder of that key.
+// stateCall is a blocking GET of a session's claim state.
+func (p *Pool) stateCall(ctx context.Context, s Session, index uint64) (*claim.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, claim.MaxWait+5*time.Second)
+	defer cancel()
+	return p.call(ctx, p.lc, http.MethodGet, s, "?"+claim.IndexParam+"="+strconv.FormatUint(index, 10), nil)
+}
+
 func (p *Pool) claimCall(ctx context.Context, method string, s Session, body []byte) (*claim.Response, error) {
+	return p.call(ctx, p.hc, method, s, "", body)
+}
+
+func (p *Pool) call(ctx context.Context, hc *http.Client, method string, s Session, query string, body []byte) (*claim.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.Addr+claim.Path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, p.cfg.TLS.Scheme()+"://"+s.Addr+claim.Path+query, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -630,7 +818,7 @@ func (p *Pool) claimCall(ctx context.Context, method string, s Session, body []b
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := p.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("claim %s: %w", s.Addr, err)
 	}
@@ -651,8 +839,8 @@ func (p *Pool) claimCall(ctx context.Context, method string, s Session, body []b
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		if method == http.MethodPost && st.Token == "" {
-			return nil, fmt.Errorf("claim %s: no token in the answer", s.Addr)
+		if method == http.MethodPost && st.Claim == "" {
+			return nil, fmt.Errorf("claim %s: no claim id in the answer", s.Addr)
 		}
 		return &st, nil
 	case http.StatusConflict:
@@ -667,7 +855,7 @@ func (p *Pool) claimCall(ctx context.Context, method string, s Session, body []b
 // reconcileLoop dispatches sessions whenever the fleet or the demand
 // changes, and at least every few seconds.
 func (p *Pool) reconcileLoop(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(p.cfg.Tuning.ReconcileEvery)
 	defer t.Stop()
 	for {
 		p.reconcile(ctx)
@@ -699,18 +887,12 @@ func (p *Pool) reconcile(ctx context.Context) {
 		p.overSince = time.Now()
 	}
 	// Over max_sessions for a while (it was lowered): stop a free one.
-	if c.Live > p.cfg.MaxSessions && c.Free > 0 && time.Since(p.overSince) > 15*time.Second {
-		var victim *Session
-		for _, s := range p.sessions {
-			if s.State == Free && s.Ready && !s.claiming && (victim == nil || s.AllocID < victim.AllocID) {
-				victim = s
-			}
-		}
+	if victim := stopVictim(p.sessions); c.Live > p.cfg.MaxSessions && victim != nil && time.Since(p.overSince) > p.cfg.Tuning.OverMaxGrace {
 		victim.Ready, victim.State = false, Starting // no claims while it stops
 		job := victim.JobID
 		p.notifyLocked()
 		p.mu.Unlock()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, p.cfg.Tuning.NomadTimeout)
 		err := p.nomad.StopJob(sctx, job)
 		cancel()
 		if err != nil {
@@ -720,14 +902,7 @@ func (p *Pool) reconcile(ctx context.Context) {
 		}
 		return
 	}
-	want := p.cfg.MinFree + p.demand
-	n := want - (c.Free + c.Starting)
-	if room := p.cfg.MaxSessions - c.Live; n > room {
-		n = room
-	}
-	if n > 0 && time.Now().Before(p.holdUntil) {
-		n = 0 // backing off after sessions that never became ready
-	}
+	n := toDispatch(c, p.cfg.MinFree, p.demand, p.cfg.MaxSessions, time.Now().Before(p.holdUntil))
 	live := c.Live
 	// Replicas that see the same fleet send the same idempotency tokens, and
 	// Nomad keeps one dispatch for each: the token names the index of the
@@ -743,7 +918,7 @@ func (p *Pool) reconcile(ctx context.Context) {
 		// Replicas with the same view send the same token, and Nomad keeps
 		// one dispatch for them.
 		token := p.cfg.Job + "@" + view + "#" + strconv.Itoa(live+i+1)
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		dctx, cancel := context.WithTimeout(ctx, p.cfg.Tuning.NomadTimeout)
 		resp, err := p.nomad.Dispatch(dctx, p.cfg.Job, meta, token)
 		cancel()
 		if err != nil {
@@ -762,6 +937,15 @@ func (p *Pool) reconcile(ctx context.Context) {
 		p.notifyLocked()
 		p.mu.Unlock()
 	}
+}
+
+// sessionTransport is a transport to sessions: TLS when d is set.
+func sessionTransport(d *sessiontls.Dialer, perHost int, idle, responseHeader time.Duration) *http.Transport {
+	tr := &http.Transport{MaxIdleConnsPerHost: perHost, IdleConnTimeout: idle, ResponseHeaderTimeout: responseHeader}
+	if d != nil {
+		tr.DialTLSContext = d.DialTLSContext
+	}
+	return tr
 }
 
 func joinHostPort(host string, port int) string {

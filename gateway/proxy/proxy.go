@@ -3,11 +3,12 @@
 // Origin against Host, so Host is passed through unchanged; the session's
 // one-time token rides in Authorization, never in the visitor's URL; the
 // gateway's own cookies (the visitor's credential among them) are not sent
-// on to the session.
+// on to the session, nor may a session set them.
 package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,7 +17,26 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pixelstream/nomad-driver-pixelstream/gateway/sessiontls"
 )
+
+// ErrStaleClaim is a session's 401 to a page load: the visitor's binding
+// names a claim the session no longer has (expired, or the session went
+// back to the pool), so the gateway finds the visitor a session again.
+var ErrStaleClaim = errors.New("the session no longer holds this visitor's claim")
+
+// IsNavigation says whether r is a browser loading a page (not an asset,
+// an API call or a WebSocket).
+func IsNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet || strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" {
+		return m == "navigate"
+	}
+	return r.URL.Path == "/" || strings.Contains(r.Header.Get("Accept"), "text/html")
+}
 
 // Target is where one request goes.
 type Target struct {
@@ -42,11 +62,22 @@ func TargetOf(r *http.Request) (Target, bool) {
 // the gateway; onError handles a session that did not answer.
 // dropQuery names the query parameter that carries the visitor's credential:
 // it stays at the gateway too.
-func New(log hclog.Logger, dropCookie func(name string) bool, dropQuery string, onError func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+// sessions, when set, reaches sessions over TLS.
+func New(log hclog.Logger, dropCookie func(name string) bool, dropQuery string, onError func(http.ResponseWriter, *http.Request, error),
+	sessions *sessiontls.Dialer) *httputil.ReverseProxy {
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 30 * time.Second,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       60 * time.Second,
+	}
+	if sessions != nil {
+		tr.DialTLSContext = sessions.DialTLSContext
+	}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t, _ := TargetOf(pr.In)
-			pr.SetURL(&url.URL{Scheme: "http", Host: t.Addr})
+			pr.SetURL(&url.URL{Scheme: sessions.Scheme(), Host: t.Addr})
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			if q := pr.Out.URL.Query(); dropQuery != "" && q.Has(dropQuery) {
@@ -65,11 +96,23 @@ func New(log hclog.Logger, dropCookie func(name string) bool, dropQuery string, 
 				pr.Out.Header.Set("Cookie", strings.Join(keep, "; "))
 			}
 		},
-		Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ResponseHeaderTimeout: 30 * time.Second,
-			MaxIdleConnsPerHost:   8,
-			IdleConnTimeout:       60 * time.Second,
+		Transport: tr,
+		// A session must not set the gateway's own cookies (a visitor's
+		// binding or id under the gateway's origin): those are dropped.
+		ModifyResponse: func(resp *http.Response) error {
+			if cs := resp.Header.Values("Set-Cookie"); len(cs) > 0 {
+				resp.Header.Del("Set-Cookie")
+				for _, c := range cs {
+					name, _, _ := strings.Cut(c, "=")
+					if !dropCookie(strings.TrimSpace(name)) {
+						resp.Header.Add("Set-Cookie", c)
+					}
+				}
+			}
+			if resp.StatusCode == http.StatusUnauthorized && IsNavigation(resp.Request) {
+				return ErrStaleClaim
+			}
+			return nil
 		},
 		ErrorLog:     log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 		ErrorHandler: onError,

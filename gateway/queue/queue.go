@@ -1,6 +1,6 @@
 // Package queue is the gateway's FIFO of visitors waiting for a session:
-// positions, a byte-bounded length (max_queue), and leaving when the
-// visitor's waiting page goes away.
+// positions, a count-bounded length (max_queue; each waiter is a fixed
+// number of bytes), and leaving when the visitor's waiting page goes away.
 package queue
 
 import (
@@ -18,6 +18,8 @@ var ErrFull = errors.New("queue full")
 type Waiter struct {
 	Visitor  string
 	Subject  string
+	Address  string    // the visitor's address (as the caller keys it)
+	Expires  time.Time // when the visitor's credential expires; zero: never
 	Enqueued time.Time
 	Assigned chan any
 
@@ -48,6 +50,11 @@ func New(max int) *Queue {
 // Join puts a visitor at the end of the line, or returns their existing
 // place (a reload of the waiting page keeps it).
 func (q *Queue) Join(visitor, subject string) (*Waiter, error) {
+	return q.JoinFrom(visitor, subject, "", time.Time{})
+}
+
+// JoinFrom is Join for a visitor at address whose credential expires.
+func (q *Queue) JoinFrom(visitor, subject, address string, expires time.Time) (*Waiter, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if w, ok := q.byID[visitor]; ok {
@@ -57,7 +64,8 @@ func (q *Queue) Join(visitor, subject string) (*Waiter, error) {
 		return nil, ErrFull
 	}
 	q.nextSeq++
-	w := &Waiter{Visitor: visitor, Subject: subject, Enqueued: time.Now(), Assigned: make(chan any, 1), seq: q.nextSeq}
+	w := &Waiter{Visitor: visitor, Subject: subject, Address: address, Expires: expires, Enqueued: time.Now(),
+		Assigned: make(chan any, 1), seq: q.nextSeq}
 	q.list = append(q.list, w)
 	q.byID[visitor] = w
 	q.changedLocked()
@@ -91,6 +99,19 @@ func (q *Queue) Front() *Waiter {
 		}
 	}
 	return nil
+}
+
+// Waiting returns the waiters in line, first first.
+func (q *Queue) Waiting() []*Waiter {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]*Waiter, 0, len(q.byID))
+	for _, w := range q.list {
+		if q.byID[w.Visitor] == w {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // Len is how many visitors wait.

@@ -2,14 +2,21 @@
 // Epic's published frontend and UI, wired as Epic's own sample page does.
 // URL parameters (?StreamerId=, ?ForceTURN, ?AutoConnect, ?AutoPlayVideo, ...)
 // configure it because useUrlParams is on.
-import { Config, PixelStreaming } from '@epicgames-ps/lib-pixelstreamingfrontend-ue5.5';
-import { Application, PixelStreamingApplicationStyle } from '@epicgames-ps/lib-pixelstreamingfrontend-ui-ue5.5';
+//
+// build.mjs bundles this file once per frontend line (ue5.7, ue5.5): the
+// two neutral module names below are aliases of that line's packages.
+import { Config, PixelStreaming } from 'pixelstreaming-frontend';
+import { Application, PixelStreamingApplicationStyle } from 'pixelstreaming-frontend-ui';
 import { reportQuality } from './stats';
+
+declare const __FRONTEND__: string; // the line this bundle was built from (build.mjs)
 
 declare global {
     interface Window {
         // Exposed so browser tests and embedding pages can hook into the stream.
         pixelStreaming: PixelStreaming;
+        // Which of Epic's frontend lines this page is ("ue5.7" or "ue5.5").
+        pixelStreamingFrontend: string;
     }
 }
 
@@ -25,6 +32,7 @@ function start(): void {
     });
     document.body.appendChild(application.rootElement);
     window.pixelStreaming = stream;
+    window.pixelStreamingFrontend = __FRONTEND__;
     // The stream quality this player sees, to the session (stats.ts).
     reportQuality(() => stream.signallingProtocol);
     // The session's own notice (not one of Epic's messages): sent when the

@@ -2,9 +2,9 @@
 // headless Chromium through playwright-core (never a downloaded browser).
 // Usage: node web/test/browser.mjs PAGE_URL STREAMER_ID
 // Prints one JSON line {"ok":true,...} once the page has connected, listed
-// the streamers and auto-subscribed to STREAMER_ID, then waits for a line on
-// stdin (the Go test saying its stand-in streamer saw playerConnected) before
-// closing the browser.
+// the streamers and auto-subscribed to STREAMER_ID. Then it answers lines on
+// stdin: "playerId" prints {"playerId":...} once the frontend holds the id
+// the server gave it (from a forwarded offer), "done" closes the browser.
 import { chromium } from 'playwright-core';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -52,6 +52,7 @@ try {
             resolve({
                 ids: e.data.messageStreamerList.ids,
                 autoSelected: e.data.autoSelectedStreamerId,
+                frontend: window.pixelStreamingFrontend,
                 wanted
             });
         });
@@ -63,7 +64,17 @@ try {
     console.log(JSON.stringify({ ok: true, ...result }));
 
     const rl = createInterface({ input: process.stdin });
-    await new Promise((resolve) => rl.once('line', resolve));
+    for await (const line of rl) {
+        if (line === 'done') break;
+        if (line === 'playerId') {
+            // The frontend keeps the playerId of the offer it was forwarded
+            // (Epic's ue5.7 line; ue5.5 has no such field).
+            const handle = await page.waitForFunction(
+                () => window.pixelStreaming.webRtcController && window.pixelStreaming.webRtcController.playerId,
+                null, { timeout: deadlineMs });
+            console.log(JSON.stringify({ playerId: await handle.jsonValue() }));
+        }
+    }
     rl.close();
     clearTimeout(timer);
     await context.close();
