@@ -24,10 +24,10 @@ func TestStreamerReconnectKeepsTheSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	startTask(t, h, task)
-	streamerURL := waitLog(t, task, "stdout", regexp.MustCompile(`-PixelStreamingConnectionURL=(ws://127\.0\.0\.1:\d+)`))[1]
+	streamerURL := waitLog(t, task, "stdout", regexp.MustCompile(`-PixelStreamingConnectionURL=(ws://127\.0\.0\.1:\d+/\w+)`))[1]
 	identify := func() (*websocket.Conn, string) {
 		t.Helper()
-		c, _, err := websocket.DefaultDialer.Dial(streamerURL, nil)
+		c, _, err := dialStreamerAs(t, testUser, streamerURL)
 		if err != nil {
 			t.Fatalf("streamer dial %s: %v", streamerURL, err)
 		}
