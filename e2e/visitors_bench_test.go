@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -190,11 +191,23 @@ func TestBenchVisitors(t *testing.T) {
 		// Sessions of the earlier version would be claimed first: stop them.
 		var kids []struct{ ID, Status string }
 		_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &kids)
+		var stopped []string
 		for _, k := range kids {
 			if k.Status != "dead" {
 				_, _ = c.server.nomadErr("job", "stop", "-detach", k.ID)
+				stopped = append(stopped, k.ID)
 			}
 		}
+		c.server.eventually(3*time.Minute, "the earlier sessions to stop", func() bool {
+			var now []struct{ ID, Status string }
+			_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &now)
+			for _, k := range now {
+				if k.Status != "dead" && slices.Contains(stopped, k.ID) {
+					return false
+				}
+			}
+			return true
+		})
 		g := pool(2, 2)
 		r := runVisitors(t, g.urls[0]+gwPage, "-arrival", "queue", "-n", "6", "-hold", "2s", "-watch", "2s", "-timeout", "5m")
 		add(fmt.Sprintf("queue, return_to_pool: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
