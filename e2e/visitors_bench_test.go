@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type visitorsReport struct {
 	Freezes                      int
 	PageBytes                    msDist            `json:"page_bytes"`
 	StageMS                      map[string]msDist `json:"stage_ms"`
+	AtMS                         map[string]msDist `json:"at_ms"`
 	Errors                       map[string]int
 	Visits                       []struct {
 		ArrivedMS  int64              `json:"arrived_unix_ms"`
@@ -93,7 +95,7 @@ func runVisitors(t *testing.T, url string, args ...string) visitorsReport {
 // table of where a cold start's time goes. Markdown tables; run it with
 // PIXELSTREAM_BENCH=1 (PIXELSTREAM_VISITORS: warm count, default 20;
 // PIXELSTREAM_POISSON: "RATE/DURATION", default 0.5/2m; PIXELSTREAM_BENCH_ONLY:
-// comma-separated phases warm,chromium,poisson,handover,cold).
+// comma-separated phases warm,chromium,poisson,handover,cold,handover-return).
 func TestBenchVisitors(t *testing.T) {
 	if os.Getenv("PIXELSTREAM_BENCH") != "1" {
 		t.Skip("visitors benchmark: set PIXELSTREAM_BENCH=1 to run it")
@@ -145,6 +147,7 @@ func TestBenchVisitors(t *testing.T) {
 	}
 
 	var warm *visitorsReport
+	var compare []string
 	if phase("warm") {
 		g := pool(n, n)
 		r := runVisitors(t, g.urls[0]+gwPage, "-n", strconv.Itoa(n), "-watch", "3s")
@@ -156,10 +159,16 @@ func TestBenchVisitors(t *testing.T) {
 		b := startChromium(t)
 		for _, k := range []int{1, 6} {
 			c.server.eventually(5*time.Minute, "6 warm sessions", func() bool { return g.count(0, "free") >= 6 })
-			ff := chromiumVisitors(t, b, g.urls[0]+gwPage, k)
+			ff, marks := chromiumVisitors(t, b, g.urls[0]+gwPage, k)
 			rows = append(rows, row{fmt.Sprintf("Chromium, %d visitor(s) together (first decoded frame)", k), fmt.Sprintf("%s | %d/%d | - | -", ff.ms(), ff.N, k)})
 			c.server.eventually(5*time.Minute, "6 warm sessions", func() bool { return g.count(0, "free") >= 6 })
-			add(fmt.Sprintf("bench/visitors, %d visitor(s) together (first complete keyframe)", k), runVisitors(t, g.urls[0]+gwPage, "-n", strconv.Itoa(k), "-watch", "3s"))
+			r := runVisitors(t, g.urls[0]+gwPage, "-n", strconv.Itoa(k), "-watch", "3s")
+			add(fmt.Sprintf("bench/visitors, %d visitor(s) together (first complete keyframe)", k), r)
+			compare = append(compare, fmt.Sprintf("| %d: page and its script loaded | %.0f ms | %.0f ms |", k, marks["loaded"], r.AtMS["assets"].P50),
+				fmt.Sprintf("| %d: signalling answered (Chromium: streamer list; generator: config) | %.0f ms | %.0f ms |", k, marks["listed"], r.AtMS["config"].P50),
+				fmt.Sprintf("| %d: WebRTC connected | %.0f ms | %.0f ms |", k, marks["connected"], r.AtMS["dtls_connected"].P50),
+				fmt.Sprintf("| %d: first frame (Chromium: decoded; generator: complete keyframe) | %.0f ms | %.0f ms |", k, marks["frame"], r.AtMS["first_keyframe"].P50),
+				fmt.Sprintf("| %d: WebRTC connected to first frame | %.0f ms | %.0f ms |", k, marks["frame"]-marks["connected"], r.AtMS["first_keyframe"].P50-r.AtMS["dtls_connected"].P50))
 		}
 	}
 	if phase("poisson") {
@@ -173,6 +182,36 @@ func TestBenchVisitors(t *testing.T) {
 		r := runVisitors(t, g.urls[0]+gwPage, "-arrival", "queue", "-n", "6", "-hold", "2s", "-watch", "2s", "-timeout", "5m")
 		add(fmt.Sprintf("queue: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
 		rows = append(rows, row{"queue hand-over: session end (visitor left, idle_timeout 1s, next dispatch) to the next visitor's first keyframe", fmt.Sprintf("%s | %d | - | -", r.HandoverMS.ms(), r.HandoverMS.N)})
+	}
+	if phase("handover-return") {
+		// The same with return_to_pool: a session whose visitor left is
+		// free again at once, no new dispatch.
+		c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"), "-var", "clip="+clip,
+			"-var", "idle_timeout=1s", "-var", "cpu=100", "-var", "return_to_pool=true", "../example/session.nomad.hcl")
+		// Sessions of the earlier version would be claimed first: stop them.
+		var kids []struct{ ID, Status string }
+		_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &kids)
+		var stopped []string
+		for _, k := range kids {
+			if k.Status != "dead" {
+				_, _ = c.server.nomadErr("job", "stop", "-detach", k.ID)
+				stopped = append(stopped, k.ID)
+			}
+		}
+		c.server.eventually(3*time.Minute, "the earlier sessions to stop", func() bool {
+			var now []struct{ ID, Status string }
+			_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &now)
+			for _, k := range now {
+				if k.Status != "dead" && slices.Contains(stopped, k.ID) {
+					return false
+				}
+			}
+			return true
+		})
+		g := pool(2, 2)
+		r := runVisitors(t, g.urls[0]+gwPage, "-arrival", "queue", "-n", "6", "-hold", "2s", "-watch", "2s", "-timeout", "5m")
+		add(fmt.Sprintf("queue, return_to_pool: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
+		rows = append(rows, row{"queue hand-over, return_to_pool: visitor left to the next visitor's first keyframe", fmt.Sprintf("%s | %d | - | -", r.HandoverMS.ms(), r.HandoverMS.N)})
 	}
 	var cold []coldRun
 	if phase("cold") {
@@ -192,6 +231,14 @@ func TestBenchVisitors(t *testing.T) {
 	for _, r := range rows {
 		fmt.Printf("| %s | %s |\n", r.name, r.cells)
 	}
+	if len(compare) > 0 {
+		fmt.Println()
+		fmt.Println("| visitors together: moment (p50, ms after arrival) | Chromium | bench/visitors |")
+		fmt.Println("|---|---|---|")
+		for _, l := range compare {
+			fmt.Println(l)
+		}
+	}
 	if warm != nil {
 		fmt.Println()
 		fmt.Printf("| warm pool, %d visitors together: each stage's own time | p50 | p95 | p99 |\n", n)
@@ -208,10 +255,12 @@ func TestBenchVisitors(t *testing.T) {
 }
 
 // chromiumVisitors opens k gateway visitors in Chromium at once and
-// returns arrival to first decoded frame.
-func chromiumVisitors(t *testing.T, b *chromium, url string, k int) msDist {
+// returns arrival to first decoded frame, and the medians of the page's
+// moments (loaded, listed, connected, frame; ms after navigation).
+func chromiumVisitors(t *testing.T, b *chromium, url string, k int) (msDist, map[string]float64) {
 	t.Helper()
-	ff := make([]float64, k)
+	type marks map[string]float64
+	got := make([]marks, k)
 	errs := make([]error, k)
 	var wg sync.WaitGroup
 	tag := time.Now().UnixNano()
@@ -226,27 +275,40 @@ func chromiumVisitors(t *testing.T, b *chromium, url string, k int) msDist {
 			if errs[i] = b.call(3*time.Minute, "play", map[string]any{"name": name, "frames": 3, "timeoutMs": 170000}, &s); errs[i] == nil && s.FirstFrameAt == 0 {
 				errs[i] = fmt.Errorf("%s: no frame: %s", name, s)
 			}
-			ff[i] = float64(s.FirstFrameAt - r.NavigatedAt)
+			m := marks{"frame": float64(s.FirstFrameAt - r.NavigatedAt)}
+			for key, at := range map[string]int64{"loaded": s.PageLoadedAt, "listed": s.EventTimes["streamerListMessage"], "connected": s.EventTimes["webRtcConnected"]} {
+				if at > 0 {
+					m[key] = float64(at - r.NavigatedAt)
+				}
+			}
+			got[i] = m
 			_ = b.call(30*time.Second, "close", map[string]any{"name": name}, nil)
 		})
 	}
 	wg.Wait()
-	var ok []float64
+	values := map[string][]float64{}
 	for i, err := range errs {
 		if err != nil {
 			t.Logf("Chromium visitor %d: %v", i, err)
 			continue
 		}
-		ok = append(ok, ff[i])
+		for k, v := range got[i] {
+			values[k] = append(values[k], v)
+		}
 	}
-	sort.Float64s(ok)
-	q := func(p float64) float64 {
-		if len(ok) == 0 {
+	q := func(v []float64, p float64) float64 {
+		if len(v) == 0 {
 			return 0
 		}
-		return ok[min(len(ok)-1, int(p*float64(len(ok))+0.999999)-1)]
+		sort.Float64s(v)
+		return v[min(len(v)-1, int(p*float64(len(v))+0.999999)-1)]
 	}
-	return msDist{P50: q(.5), P95: q(.95), P99: q(.99), N: len(ok)}
+	med := map[string]float64{}
+	for k, v := range values {
+		med[k] = q(v, .5)
+	}
+	ff := values["frame"]
+	return msDist{P50: q(ff, .5), P95: q(ff, .95), P99: q(ff, .99), N: len(ff)}, med
 }
 
 // coldRun is one cold start's moments, in ms after the visitor arrived.

@@ -35,12 +35,14 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/playerhttp"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
 const (
 	secret    = "bench-gateway-secret-0123456789abcdef"
+	opToken   = "bench-operator-token-0123456789abcdef"
 	rtts      = 2000
 	queued    = 10000
 	service   = "pixelstream-session"
@@ -98,14 +100,19 @@ func run() error {
 	}
 	defer stopNomad()
 
-	gwAddr, gwPid, stopGW, err := startGateway(nomadAddr)
+	gwAddr, opAddr, gwPid, stopGW, err := startGateway(nomadAddr)
 	if err != nil {
 		return err
 	}
 	defer stopGW()
 
-	// One visitor claims the only session: its binding carries the token.
-	jar, tok, err := claimThroughGateway(gwAddr)
+	// One visitor claims the only session; the player token derives from
+	// the claim id the session reports (what the gateway does).
+	jar, err := claimThroughGateway(gwAddr, opAddr)
+	if err != nil {
+		return err
+	}
+	tok, err := playerToken(sig.PlayerAddr().String())
 	if err != nil {
 		return err
 	}
@@ -139,7 +146,7 @@ func run() error {
 	return nil
 }
 
-// fakeNomad is a FAKE of the three Nomad endpoints the gateway uses: one
+// fakeNomad is a FAKE of the four Nomad endpoints the gateway uses: one
 // running child of the session job, one registration at sessionAddr.
 // Blocking queries are held until the client gives up (nothing changes).
 func fakeNomad(sessionAddr string) (string, func(), error) {
@@ -155,11 +162,15 @@ func fakeNomad(sessionAddr string) (string, func(), error) {
 		_ = json.NewEncoder(w).Encode(v)
 	}
 	mux.HandleFunc("GET /v1/service/{name}", func(w http.ResponseWriter, r *http.Request) {
-		answer(w, r, []map[string]any{{"ID": "reg-1", "ServiceName": service, "NodeID": nodeID, "JobID": childJob,
+		answer(w, r, []map[string]any{{"ID": "reg-1", "ServiceName": service, "Namespace": "default", "NodeID": nodeID, "JobID": childJob,
 			"AllocID": allocID, "Address": host, "Port": port}})
 	})
 	mux.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
 		answer(w, r, []map[string]any{{"ID": childJob, "ParentID": service, "Status": "running"}})
+	})
+	mux.HandleFunc("GET /v1/allocation/{id}", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"ID": allocID, "Namespace": "default", "NodeID": nodeID, "JobID": childJob,
+			"ClientStatus": "running", "Job": map[string]any{"ID": childJob, "ParentID": service, "Dispatched": true}})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fake Nomad: not part of the benchmark", http.StatusInternalServerError)
@@ -173,73 +184,101 @@ func fakeNomad(sessionAddr string) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
 
-func startGateway(nomadAddr string) (addr string, pid int, stop func(), err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", 0, nil, err
+func startGateway(nomadAddr string) (addr, opAddr string, pid int, stop func(), err error) {
+	free := func() (string, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer ln.Close()
+		return ln.Addr().String(), nil
 	}
-	addr = ln.Addr().String()
-	ln.Close()
+	if addr, err = free(); err != nil {
+		return "", "", 0, nil, err
+	}
+	if opAddr, err = free(); err != nil {
+		return "", "", 0, nil, err
+	}
 	root, _ := filepath.Abs(".")
 	bin := filepath.Join(root, "build", "nomad-driver-pixelstream")
 	cmd := exec.Command(bin, "gateway", "-listen", addr, "-nomad-addr", nomadAddr, "-min-free", "0",
-		"-max-sessions", "1", "-max-queue", strconv.Itoa(queued+100), "-log-level", "warn")
-	cmd.Env = append(os.Environ(), "PIXELSTREAM_GATEWAY_SECRET="+secret)
+		"-max-sessions", "1", "-max-queue", strconv.Itoa(queued+100), "-log-level", "warn", "-operator-listen", opAddr,
+		// Every waiting visitor of this benchmark comes from 127.0.0.1.
+		"-max-waiting-per-address", strconv.Itoa(queued+100), "-max-event-streams", strconv.Itoa(queued+100))
+	cmd.Env = append(os.Environ(), "PIXELSTREAM_GATEWAY_SECRET="+secret, "PIXELSTREAM_OPERATOR_TOKEN="+opToken)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", 0, nil, fmt.Errorf("start %s gateway (make build): %w", bin, err)
+		return "", "", 0, nil, fmt.Errorf("start %s gateway (make build): %w", bin, err)
 	}
 	stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }
 	deadline := time.Now().Add(readyWait)
 	for {
 		// Ready when the gateway sees the session free.
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/sessions", nil)
-		req.Header.Set("Authorization", "Bearer "+secret)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(b), `"state": "free"`) {
-				return addr, cmd.Process.Pid, stop, nil
-			}
+		if sessionFree(opAddr) {
+			return addr, opAddr, cmd.Process.Pid, stop, nil
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", 0, nil, fmt.Errorf("the gateway did not see the session free within %s", readyWait)
+			return "", "", 0, nil, fmt.Errorf("the gateway did not see the session free within %s", readyWait)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
+// sessionFree asks the gateway's operator endpoint whether it sees the
+// session free.
+func sessionFree(opAddr string) bool {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+opAddr+"/api/sessions", nil)
+	req.Header.Set("Authorization", "Bearer "+opToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return strings.Contains(string(b), `"state": "free"`)
+}
+
 // claimThroughGateway is a visitor's first page load; it returns the
-// cookies to send on and the player token inside the binding.
-func claimThroughGateway(addr string) (cookies, token string, err error) {
+// cookies to send on.
+func claimThroughGateway(addr, opAddr string) (cookies string, err error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 	req.Header.Set("Sec-Fetch-Mode", "navigate")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	var parts []string
+	bound := false
 	for _, c := range resp.Cookies() {
 		parts = append(parts, c.Name+"="+c.Value)
-		if c.Name == "pixelstream_session" {
-			seg := strings.Split(c.Value, ".")
-			if len(seg) == 3 {
-				b, _ := base64.RawURLEncoding.DecodeString(seg[1])
-				var claims struct {
-					Tok string `json:"tok"`
-				}
-				_ = json.Unmarshal(b, &claims)
-				token = claims.Tok
-			}
-		}
+		bound = bound || c.Name == "pixelstream_session"
 	}
-	if token == "" {
-		return "", "", fmt.Errorf("the gateway gave the visitor no session (HTTP %d)", resp.StatusCode)
+	if !bound || sessionFree(opAddr) {
+		return "", fmt.Errorf("the gateway gave the visitor no session (HTTP %d)", resp.StatusCode)
 	}
-	return strings.Join(parts, "; "), token, nil
+	return strings.Join(parts, "; "), nil
+}
+
+// playerToken is the current claim's player token, derived as the gateway
+// derives it: the claim id from the session's signed state, the key from
+// the fleet secret and the allocation.
+func playerToken(sessionAddr string) (string, error) {
+	key := claim.SessionKey(secret, allocID)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+sessionAddr+claim.Path, nil)
+	claim.Authorize(req, key, nil, time.Now())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var st claim.Response
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Claim == "" {
+		return "", fmt.Errorf("the session's claim state names no claim (HTTP %d): %v", resp.StatusCode, err)
+	}
+	return claim.PlayerToken(key, st.Claim), nil
 }
 
 // measureRTT sends listStreamers and waits for the streamerList, rtts times.
