@@ -33,6 +33,7 @@ type visitorsReport struct {
 	StageMS                      map[string]msDist `json:"stage_ms"`
 	AtMS                         map[string]msDist `json:"at_ms"`
 	Errors                       map[string]int
+	Candidates                   map[string]int
 	Visits                       []struct {
 		ArrivedMS  int64              `json:"arrived_unix_ms"`
 		AssignedMS int64              `json:"assigned_unix_ms"`
@@ -95,7 +96,7 @@ func runVisitors(t *testing.T, url string, args ...string) visitorsReport {
 // table of where a cold start's time goes. Markdown tables; run it with
 // PIXELSTREAM_BENCH=1 (PIXELSTREAM_VISITORS: warm count, default 20;
 // PIXELSTREAM_POISSON: "RATE/DURATION", default 0.5/2m; PIXELSTREAM_BENCH_ONLY:
-// comma-separated phases warm,chromium,poisson,handover,cold,handover-return).
+// comma-separated phases warm,chromium,turn,poisson,handover,cold,handover-return).
 func TestBenchVisitors(t *testing.T) {
 	if os.Getenv("PIXELSTREAM_BENCH") != "1" {
 		t.Skip("visitors benchmark: set PIXELSTREAM_BENCH=1 to run it")
@@ -169,6 +170,15 @@ func TestBenchVisitors(t *testing.T) {
 				fmt.Sprintf("| %d: WebRTC connected | %.0f ms | %.0f ms |", k, marks["connected"], r.AtMS["dtls_connected"].P50),
 				fmt.Sprintf("| %d: first frame (Chromium: decoded; generator: complete keyframe) | %.0f ms | %.0f ms |", k, marks["frame"], r.AtMS["first_keyframe"].P50),
 				fmt.Sprintf("| %d: WebRTC connected to first frame | %.0f ms | %.0f ms |", k, marks["frame"]-marks["connected"], r.AtMS["first_keyframe"].P50-r.AtMS["dtls_connected"].P50))
+		}
+	}
+	if phase("turn") {
+		// As ?ForceTURN: media only through the session's TURN server.
+		g := pool(2, 2)
+		r := runVisitors(t, g.urls[0]+gwPage, "-n", "2", "-turn", "-watch", "3s")
+		add("relay only (-turn, as ?ForceTURN), 2 visitors together", r)
+		if r.OK != 2 || r.Candidates["relay"] != 2 {
+			t.Errorf("relay-only visitors: %d ok, candidate types %v, want 2 relay", r.OK, r.Candidates)
 		}
 	}
 	if phase("poisson") {

@@ -4,11 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
+
+// relayAcceptanceWait is how long the stand-in lets a direct pair win
+// before it nominates a relay pair.
+const relayAcceptanceWait = 200 * time.Millisecond
 
 // peerManager holds one peer connection per player, all fed by the same
 // tracks: one encoder serves every player, as in Unreal.
@@ -77,6 +82,15 @@ func newPeerManager(log hclog.Logger, send func(any) error, media *mediaHub, onD
 	var se webrtc.SettingEngine
 	// A browser on the same host may only reach us over loopback.
 	se.SetIncludeLoopbackCandidate(true)
+	// As the offerer the stand-in nominates the pair. pion waits 500 ms
+	// before it nominates a server- or peer-reflexive pair and 2 s before a
+	// relay pair (to give a direct pair the chance to win), which a visitor
+	// pays before its first frame: a browser behind NAT, or any player with
+	// ?ForceTURN. Unreal's WebRTC stack has no such waits; a relay pair
+	// still waits a little, so a direct pair found at the same time wins.
+	se.SetSrflxAcceptanceMinWait(0)
+	se.SetPrflxAcceptanceMinWait(0)
+	se.SetRelayAcceptanceMinWait(relayAcceptanceWait)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return &peerManager{api: api, log: log, send: send, media: media, onData: onData, onLeave: onLeave, peers: map[string]*peer{}}, nil
 }
