@@ -6,6 +6,7 @@ package driver
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
+	"github.com/pixelstream/nomad-driver-pixelstream/claim"
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/sessionapi"
 	"github.com/pixelstream/nomad-driver-pixelstream/version"
@@ -198,6 +200,13 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (_ *drivers.TaskHandle, _ *d
 		PlayerPublic: prep.playerPublic, TURNPublic: prep.turnPublic, RelayIP: prep.relayIP,
 		UID: prep.uid, GID: prep.gid, Groups: prep.groups,
 		HiddenEnv: hiddenEnv(cfg.Env, &tc), Sandboxed: true,
+	}
+	if tc.Gateway.Secret != "" {
+		// The session gets its own claim key, never the fleet secret: a
+		// session that leaks what it holds leaks one session's key.
+		key := claim.SessionKey(tc.Gateway.Secret, cfg.AllocID)
+		sessCfg.ClaimKey = hex.EncodeToString(key[:])
+		sessCfg.Task.Gateway.Secret = ""
 	}
 	if err := sessCfg.Write(); err != nil {
 		return nil, nil, err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/claim"
+	"github.com/pixelstream/nomad-driver-pixelstream/config"
 	"github.com/pixelstream/nomad-driver-pixelstream/driver/signalling"
 )
 
@@ -37,15 +38,19 @@ const (
 )
 
 // DefaultClaimTTL is how long a claim waits for its visitor's player.
-const DefaultClaimTTL = 60 * time.Second
+const DefaultClaimTTL = config.DefaultClaimTimeout
 
 // ClaimConfig turns claims on. The zero value (no secret) leaves the server
 // as it was.
 type ClaimConfig struct {
 	// Secret is the fleet secret. The server derives this session's claim
 	// key from it and AllocID (claim.SessionKey) and keeps only the key;
-	// never logged.
+	// never logged. A session under the driver gets Key instead: the
+	// driver derives it, so the fleet secret never enters the session.
 	Secret string
+	// Key is this session's claim key (claim.SessionKey), when the caller
+	// derived it; Secret, when set, takes its place.
+	Key claim.Key
 	// AllocID is the session's Nomad allocation id: the gateway derives
 	// the same key from the allocation it finds in Nomad.
 	AllocID string
@@ -127,7 +132,7 @@ func (c *claims) waitChange(r *http.Request, index uint64, wait time.Duration) {
 // newClaims makes the claim state when cfg has a secret; the server feeds
 // it player counts (Server.Event) and adds its state to /api/status.
 func newClaims(cfg ClaimConfig) (*claims, error) {
-	if cfg.Secret == "" {
+	if cfg.Secret == "" && cfg.Key == (claim.Key{}) {
 		return nil, nil
 	}
 	if cfg.AllocID == "" {
@@ -136,8 +141,11 @@ func newClaims(cfg ClaimConfig) (*claims, error) {
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultClaimTTL
 	}
-	key := claim.SessionKey(cfg.Secret, cfg.AllocID)
-	cfg.Secret = ""
+	key := cfg.Key
+	if cfg.Secret != "" {
+		key = claim.SessionKey(cfg.Secret, cfg.AllocID)
+	}
+	cfg.Secret, cfg.Key = "", claim.Key{}
 	return &claims{cfg: cfg, verifier: claim.NewVerifier(key), state: ClaimFree,
 		cookie: "pixelstream_claim_" + randomID(6), changed: make(chan struct{}), index: 1}, nil
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -213,13 +214,17 @@ func (s *supervisor) onLifecycleEvent(e signalling.Event) {
 // (and so before appStarted arms the idle timer).
 func (s *supervisor) claimConfig() playerhttp.ClaimConfig {
 	g := s.cfg.Task.Gateway
-	if g.Secret == "" {
+	if g.Secret == "" && s.cfg.ClaimKey == "" {
 		return playerhttp.ClaimConfig{}
 	}
 	s.lc.mu.Lock()
 	s.lc.pooled = true
 	s.lc.mu.Unlock()
-	return playerhttp.ClaimConfig{Secret: g.Secret, AllocID: s.cfg.AllocID, TTL: g.ClaimTTL(), ReturnToPool: g.ReturnToPool, OnChange: s.onClaim}
+	cc := playerhttp.ClaimConfig{Secret: g.Secret, AllocID: s.cfg.AllocID, TTL: g.ClaimTTL(), ReturnToPool: g.ReturnToPool, OnChange: s.onClaim}
+	if k, err := hex.DecodeString(s.cfg.ClaimKey); err == nil && len(k) == len(cc.Key) {
+		copy(cc.Key[:], k)
+	}
+	return cc
 }
 
 // onClaim keeps the lifecycle in step with the claim and reports it as a

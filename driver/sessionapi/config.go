@@ -66,6 +66,11 @@ type Config struct {
 	// see: they carry a secret the session was given (their value is one of
 	// the config's secrets, or they are Nomad's, Vault's or Consul's tokens).
 	HiddenEnv []string `json:"hidden_env,omitempty"`
+	// ClaimKey is the session's gateway claim key (claim.SessionKey of the
+	// task's gateway.secret and the allocation id), hex; the driver derives
+	// it and blanks the secret in Task, so the fleet secret never reaches
+	// the session. "" for a session outside a gateway pool.
+	ClaimKey string `json:"claim_key,omitempty"`
 	// Sandboxed says the session runs in the driver's sandbox (its own
 	// namespaces, the task user's uid): the streamer port then checks that
 	// connections come from that uid.
