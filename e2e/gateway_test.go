@@ -564,16 +564,26 @@ func TestGateway(t *testing.T) {
 		}
 		playWithin(t, p, 60*time.Second)
 		s := sessionOf(t, p, g)
-		var al allocation
-		if err := c.server.api("/v1/allocation/"+s.AllocID, &al); err != nil {
-			t.Fatal(err)
-		}
+		// Task events reach Nomad's API through the driver's event
+		// follower and the client's next update: wait for them.
 		var events []string
-		for _, ev := range al.TaskStates["game"].Events {
-			events = append(events, ev.DisplayMessage)
-		}
-		if !strings.Contains(strings.Join(events, "\n"), "subject alice@example.test") {
-			t.Fatalf("the session's events do not name the subject:\n%s", strings.Join(events, "\n"))
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var al allocation
+			if err := c.server.api("/v1/allocation/"+s.AllocID, &al); err != nil {
+				t.Fatal(err)
+			}
+			events = events[:0]
+			for _, ev := range al.TaskStates["game"].Events {
+				events = append(events, ev.DisplayMessage)
+			}
+			if strings.Contains(strings.Join(events, "\n"), "subject alice@example.test") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the session's events do not name the subject within 30s:\n%s", strings.Join(events, "\n"))
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		p.close(t)
 	})
