@@ -120,13 +120,19 @@ func planSandbox(pc config.PluginConfig, cfg *drivers.TaskConfig, self, runtimeD
 		rel, _ := filepath.Rel(taskDir, executable)
 		plan.executable = "/" + rel
 	case visible(executable):
+	case cfg.AllocDir != "" && within(executable, allocRoot):
+		return nil, fmt.Errorf("executable: %s is in another allocation's directory, which a session may not see; put the app into this task's dir with an artifact block, or under a directory listed in the plugin config's sandbox_paths", executable)
 	default:
 		// An app installed on the node outside the system directories (the
 		// demo's stand-in, an Unreal build under /opt): its directory is
-		// mounted read-only, unless that would show other sessions.
+		// mounted read-only, or only the app itself where the directory
+		// would show other sessions' files (Nomad's data dir or the runtime
+		// dirs below it, as with the demo, whose state lives next to its
+		// binaries).
 		dir := filepath.Dir(executable)
 		if dir == "/" || (cfg.AllocDir != "" && config.PathOverlaps(dir, allocRoot)) || config.PathOverlaps(dir, filepath.Dir(runtimeDir)) {
-			return nil, fmt.Errorf("executable: %s is in %s, which a session may not see (it holds other sessions' files); put the app into the task dir with an artifact block, or under a directory listed in the plugin config's sandbox_paths", executable, dir)
+			mounts = append(mounts, &drivers.MountConfig{HostPath: executable, TaskPath: executable, Readonly: true})
+			break
 		}
 		mounts = append(mounts, &drivers.MountConfig{HostPath: dir, TaskPath: dir, Readonly: true})
 	}

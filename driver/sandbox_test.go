@@ -62,7 +62,8 @@ func TestPlanSandbox(t *testing.T) {
 		{"app on the node", filepath.Join(base, "apps", "game"), filepath.Join(base, "apps", "game"), filepath.Join(base, "apps"), ""},
 		{"app in a system dir", "/usr/bin/true", "/usr/bin/true", "/usr", ""},
 		{"app in another alloc", filepath.Join(base, "data", "alloc", "b2", "game", "local", "x"), "", "", "executable:"},
-		{"app at the root", "/game", "", "", "executable:"},
+		{"app at the root: the file alone", "/game", "/game", "/game", ""},
+		{"app next to Nomad's data dir: the file alone", filepath.Join(base, "game"), filepath.Join(base, "game"), filepath.Join(base, "game"), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,6 +94,9 @@ func TestPlanSandbox(t *testing.T) {
 				if byTask[p] == nil {
 					t.Errorf("no mount at %s: %v", p, plan.mounts)
 				}
+			}
+			if strings.Contains(c.name, "the file alone") && byTask[filepath.Dir(c.executable)] != nil {
+				t.Errorf("mounts %s, the directory the app's file alone should be mounted from", filepath.Dir(c.executable))
 			}
 			if m := byTask["/usr"]; m != nil && !m.Readonly {
 				t.Error("/usr is writable in the sandbox")
