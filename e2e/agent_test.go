@@ -38,6 +38,8 @@ type agent struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the agent process has exited
 	logFile *os.File
+	ns      *netns       // the network namespace the agent runs in; nil: the host's
+	http    *http.Client // reaches the agent's API (inside ns)
 }
 
 func freePort(t *testing.T) int {
@@ -68,6 +70,14 @@ func withSandboxPaths(paths ...string) agentOption {
 
 func startAgent(t *testing.T, opts ...agentOption) *agent {
 	t.Helper()
+	return startAgentIn(t, nil, opts...)
+}
+
+// startAgentIn starts the agent inside a network namespace of the test's
+// own (nil: the host's): its loopback API, the node's addresses, Nomad's
+// bridge and port mappings are all inside it.
+func startAgentIn(t *testing.T, ns *netns, opts ...agentOption) *agent {
+	t.Helper()
 	for _, b := range []string{"nomad", "nomad-driver-pixelstream", "probe"} {
 		if _, err := os.Stat(bin(b)); err != nil {
 			t.Fatalf("%s missing: run `make build nomad` first (%v)", bin(b), err)
@@ -84,7 +94,10 @@ func startAgent(t *testing.T, opts ...agentOption) *agent {
 		t.Fatal(err)
 	}
 	httpPort, rpcPort, serfPort := freePort(t), freePort(t), freePort(t)
-	a := &agent{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
+	a := &agent{t: t, dir: dir, addr: fmt.Sprintf("http://127.0.0.1:%d", httpPort), ns: ns, http: http.DefaultClient}
+	if ns != nil {
+		a.http = ns.client(0, nil)
+	}
 	a.cfgFile = filepath.Join(dir, "agent.hcl")
 	// The agent is the one `make demo` runs (example/agent.hcl), on ports of
 	// its own and with its own runtime dir.
@@ -122,7 +135,7 @@ ports {
 
 func (a *agent) start() {
 	a.t.Helper()
-	a.cmd = exec.Command(bin("nomad"), "agent", "-config", a.cfgFile)
+	a.cmd = a.command(bin("nomad"), "agent", "-config", a.cfgFile)
 	a.cmd.Stdout, a.cmd.Stderr = a.logFile, a.logFile
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {
@@ -283,6 +296,14 @@ func (a *agent) leftUnder() []string {
 	return left
 }
 
+// command runs name in the agent's network namespace.
+func (a *agent) command(name string, args ...string) *exec.Cmd {
+	if a.ns != nil {
+		return a.ns.command(name, args...)
+	}
+	return exec.Command(name, args...)
+}
+
 // nomad runs the nomad CLI against the agent and fails the test on error.
 func (a *agent) nomad(args ...string) string {
 	a.t.Helper()
@@ -294,7 +315,7 @@ func (a *agent) nomad(args ...string) string {
 }
 
 func (a *agent) nomadErr(args ...string) (string, error) {
-	cmd := exec.Command(bin("nomad"), args...)
+	cmd := a.command(bin("nomad"), args...)
 	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+a.addr)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -303,7 +324,7 @@ func (a *agent) nomadErr(args ...string) (string, error) {
 }
 
 func (a *agent) api(path string, out any) error {
-	resp, err := http.Get(a.addr + path)
+	resp, err := a.http.Get(a.addr + path)
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,14 @@ func startChromium(t *testing.T) *chromium {
 // HOME whose NSS database trusts a test CA, say).
 func startChromiumEnv(t *testing.T, env []string) *chromium {
 	t.Helper()
+	return startChromiumIn(t, nil, env)
+}
+
+// startChromiumIn starts the browser inside a network namespace of the
+// test's own (nil: the host's); the test drives it over pipes, so only the
+// page's traffic is in the namespace.
+func startChromiumIn(t *testing.T, ns *netns, env []string) *chromium {
+	t.Helper()
 	dir := filepath.Join(repo, "e2e", "browser")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
 		t.Fatalf("playwright-core missing: run `npm --prefix e2e/browser ci` first (%v)", err)
@@ -81,6 +89,9 @@ func startChromiumEnv(t *testing.T, env []string) *chromium {
 	}
 	c := &chromium{t: t, out: make(chan reply, 16), stderr: &lockedBuffer{}}
 	c.cmd = exec.Command("node", filepath.Join(dir, "player.mjs"))
+	if ns != nil {
+		c.cmd = ns.command("node", filepath.Join(dir, "player.mjs"))
+	}
 	c.cmd.Dir = dir
 	if env != nil {
 		c.cmd.Env = append(os.Environ(), env...)

@@ -25,16 +25,21 @@ import (
 	"time"
 )
 
-// The network the network tests build around the agent. Players (Chromium,
-// the test's HTTP clients) sit on the host; the node's address they reach is
-// nodeIP, on a veth pair of the test's own, so that it is not loopback: the
-// host address is then not local inside an allocation's network namespace,
-// as on a real node. natOutside stands for the outside address of a NAT in
-// front of the node (a cloud 1:1 NAT, a Vast.ai-style port remap).
+// The network the network tests build, all in network namespaces of the
+// test's own so that no test traffic reaches the host's interfaces: the
+// node (the Nomad agent, its bridge and port mappings) in one, the players
+// (Chromium, the test's HTTP clients) in another, joined by a veth pair.
+// The node's address nodeIP is then not loopback, and the host address is
+// not local inside an allocation's network namespace, as on a real node.
+// natOutside stands for the outside address of a NAT in front of the node
+// (a cloud 1:1 NAT, a Vast.ai-style port remap), kept by the node's
+// namespace.
 const (
-	nodeIF      = "psnet0"
+	nodeIF      = "psnet0"  // in the node's namespace
+	playerIF    = "psnet0p" // in the players' namespace
 	nodeIP      = "10.213.7.1"
 	natOutside  = "10.213.7.2"
+	playerIP    = "10.213.7.100"
 	bridgeCIDR  = "172.26.64.0/20" // Nomad's default bridge_network_subnet
 	cniPath     = "/usr/lib/cni"
 	httpInside  = 8080
@@ -53,50 +58,48 @@ func sh(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// iptables adds a rule and removes it when the test ends.
-func iptables(t *testing.T, table, chain string, rule ...string) {
-	t.Helper()
-	sh(t, "iptables", append([]string{"-w", "-t", table, "-I", chain, "1"}, rule...)...)
-	t.Cleanup(func() {
-		_ = exec.Command("iptables", append([]string{"-w", "-t", table, "-D", chain}, rule...)...).Run()
-	})
+// playerNet is the node's and the players' namespaces.
+type playerNet struct {
+	node, players *netns
 }
 
-// setupPlayerNetwork gives the node the address players use and lets them
-// reach allocations only through Nomad's port mappings (or a test's own
-// NAT): a packet from the host to an allocation's address that was not
-// forwarded by a DNAT rule is dropped, so a stream that plays cannot have
-// used a direct path to the allocation.
-func setupPlayerNetwork(t *testing.T) {
+// setupPlayerNetwork builds the namespaces and lets players reach
+// allocations only through Nomad's port mappings (or a test's own NAT): the
+// players' only route leads to the node, and a packet from them to an
+// allocation's address that was not forwarded by a DNAT rule is dropped,
+// so a stream that plays cannot have used a direct path to the allocation.
+func setupPlayerNetwork(t *testing.T) *playerNet {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(cniPath, "bridge")); err != nil {
 		t.Fatalf("the CNI reference plugins are missing (%v): run scripts/install-deps.sh (apt-get install containernetworking-plugins iptables)", err)
 	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Fatalf("iptables is missing: run scripts/install-deps.sh (%v)", err)
+	for _, tool := range []string{"iptables", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: run scripts/install-deps.sh (%v)", tool, err)
+		}
 	}
-	_ = exec.Command("ip", "link", "del", nodeIF).Run() // a previous run's leftover
-	sh(t, "ip", "link", "add", nodeIF, "type", "veth", "peer", "name", nodeIF+"p")
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", nodeIF).Run() })
-	sh(t, "ip", "addr", "add", nodeIP+"/24", "dev", nodeIF)
-	sh(t, "ip", "addr", "add", natOutside+"/32", "dev", nodeIF)
-	sh(t, "ip", "link", "set", nodeIF, "up")
-	sh(t, "ip", "link", "set", nodeIF+"p", "up")
-	iptables(t, "filter", "OUTPUT", "-d", bridgeCIDR, "-m", "conntrack", "!", "--ctstate", "DNAT",
+	n := &playerNet{node: newNetns(t, "node"), players: newNetns(t, "player")}
+	// Both ends are made inside the namespaces: the pair never exists in
+	// the host's namespace.
+	sh(t, "ip", "link", "add", nodeIF, "netns", n.node.name, "type", "veth", "peer", "name", playerIF, "netns", n.players.name)
+	sh(t, "ip", "-n", n.node.name, "addr", "add", nodeIP+"/24", "dev", nodeIF)
+	sh(t, "ip", "-n", n.node.name, "addr", "add", natOutside+"/32", "dev", nodeIF)
+	sh(t, "ip", "-n", n.node.name, "link", "set", nodeIF, "up")
+	sh(t, "ip", "-n", n.players.name, "addr", "add", playerIP+"/24", "dev", playerIF)
+	sh(t, "ip", "-n", n.players.name, "link", "set", playerIF, "up")
+	// Everything else players send goes to the node, as through a player's
+	// router: the node forwards to its bridge (Nomad turns forwarding on),
+	// so the drop below is what keeps allocations' addresses unreachable.
+	sh(t, "ip", "-n", n.players.name, "route", "add", "default", "via", nodeIP)
+	// mangle FORWARD: after Nomad's DNAT, and a chain Nomad and CNI leave
+	// alone (they insert their own rules at the head of filter FORWARD).
+	n.node.iptables(t, "mangle", "FORWARD", "-i", nodeIF, "-d", bridgeCIDR, "-m", "conntrack", "!", "--ctstate", "DNAT",
 		"-m", "comment", "--comment", "pixelstream-e2e: players reach allocations through port mappings only", "-j", "DROP")
+	return n
 }
 
-// withCNI lets the agent run bridge-mode groups: the CNI plugins' path, and
-// route_localnet so that Nomad's port mappings also answer on 127.0.0.1 (a
-// loopback-only agent needs it; restored afterwards).
+// withCNI lets the agent run bridge-mode groups.
 func withCNI(t *testing.T, cfg string) string {
-	const sysctl = "/proc/sys/net/ipv4/conf/all/route_localnet"
-	if old, err := os.ReadFile(sysctl); err == nil {
-		if err := os.WriteFile(sysctl, []byte("1"), 0o644); err != nil {
-			t.Fatalf("set net.ipv4.conf.all.route_localnet: %v", err)
-		}
-		t.Cleanup(func() { _ = os.WriteFile(sysctl, old, 0o644) })
-	}
 	return replaceOnce(t, cfg, "client {\n  enabled = true\n", fmt.Sprintf("client {\n  enabled = true\n  cni_path = %q\n", cniPath))
 }
 
@@ -327,11 +330,11 @@ func requireRelayed(t *testing.T, p *page, j *netJob, client *http.Client, turnA
 	t.Logf("selected pairs: %+v", pairs)
 }
 
-// unreachable checks that host:port does not answer from the host (the
-// direct path to the allocation the players' network blocks).
-func unreachable(t *testing.T, hostport string) {
+// unreachable checks that host:port does not answer to players (the direct
+// path to the allocation the players' network blocks).
+func unreachable(t *testing.T, players *netns, hostport string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", hostport, 2*time.Second)
+	c, err := players.dialTimeout("tcp", hostport, 2*time.Second)
 	if err == nil {
 		c.Close()
 		t.Fatalf("%s answers directly; the test network should let players reach allocations only through port mappings", hostport)
@@ -407,11 +410,23 @@ func (p *testPKI) issue(t *testing.T, cn string) (certPEM, keyPEM string) {
 // servedCert is the common name of the certificate a new TLS connection to
 // hostport gets, verified against the test CA.
 func (p *testPKI) servedCert(hostport string) (string, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", hostport, &tls.Config{RootCAs: p.pool})
+	return p.servedCertIn(nil, hostport)
+}
+
+// servedCertIn is servedCert from inside a network namespace (nil: the
+// host's).
+func (p *testPKI) servedCertIn(players *netns, hostport string) (string, error) {
+	raw, err := players.dialTimeout("tcp", hostport, 5*time.Second)
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
+	defer raw.Close()
+	host, _, _ := net.SplitHostPort(hostport)
+	c := tls.Client(raw, &tls.Config{RootCAs: p.pool, ServerName: host})
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := c.Handshake(); err != nil {
+		return "", err
+	}
 	return c.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
 }
 
@@ -420,7 +435,7 @@ func (a *agent) putVar(t *testing.T, path string, items map[string]string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"Namespace": "default", "Path": path, "Items": items})
 	req, _ := http.NewRequest(http.MethodPut, a.addr+"/v1/var/"+path, bytes.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := a.http.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,9 +482,11 @@ func (a *agent) waitNomadCheck(t *testing.T, allocID, status string, code int) n
 // and streams to headless Chromium through nothing but the addresses a
 // player outside would use: Nomad's port mappings, a NAT with remapped
 // ports in front of the node, HTTPS with a CA the browser trusts. A Nomad
-// service check on /readyz passes only once the streamer identified.
+// service check on /readyz passes only once the streamer identified. The
+// agent runs in the node's namespace, Chromium and the test's player
+// clients in the players'.
 func TestNetwork(t *testing.T) {
-	setupPlayerNetwork(t)
+	pn := setupPlayerNetwork(t)
 	pki := newTestPKI(t)
 	// The service check step starts the streamer from a shell once a gate
 	// file appears: sessions see the streamer and the gate through the
@@ -480,10 +497,10 @@ func TestNetwork(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(gate) })
 	_ = os.Chmod(gate, 0o755)
-	a := startAgent(t, withCNI, withInterface(nodeIF), withSandboxPaths(filepath.Dir(bin("streamer")), gate))
-	br := startChromiumEnv(t, []string{"HOME=" + pki.home})
-	plain := &http.Client{Timeout: 5 * time.Second}
-	trusted := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}}
+	a := startAgentIn(t, pn.node, withCNI, withInterface(nodeIF), withSandboxPaths(filepath.Dir(bin("streamer")), gate))
+	br := startChromiumIn(t, pn.players, []string{"HOME=" + pki.home})
+	plain := pn.players.client(5*time.Second, nil)
+	trusted := pn.players.client(5*time.Second, &tls.Config{RootCAs: pki.pool})
 	timings := map[string]time.Duration{}
 	var order []string
 	record := func(name string, d time.Duration) {
@@ -519,7 +536,7 @@ func TestNetwork(t *testing.T) {
 		j := &netJob{name: "net-bridge"}
 		j.run(t, a)
 		j.waitReady(t, plain)
-		unreachable(t, fmt.Sprintf("%s:%d", j.allocIP, httpInside))
+		unreachable(t, pn.players, fmt.Sprintf("%s:%d", j.allocIP, httpInside))
 		// Default policy: the browser's direct candidates cannot reach the
 		// allocation, so what plays goes through TURN on the mapped port.
 		p, s, d := j.play(t, br, plain, "bridge-default", "")
@@ -561,18 +578,20 @@ func TestNetwork(t *testing.T) {
 		j.run(t, a)
 		// The NAT: outside address and ports forwarded to the allocation, as
 		// a cloud NAT or a port-remapping host does; the node's own host
-		// ports are closed to players.
+		// ports are closed to players. Players' packets enter the node's
+		// namespace on nodeIF, so the rules sit in PREROUTING there.
+		node := pn.node
 		for _, proto := range []string{"tcp", "udp"} {
-			iptables(t, "nat", "OUTPUT", "-d", natOutside, "-p", proto, "--dport", fmt.Sprint(outTURN),
+			node.iptables(t, "nat", "PREROUTING", "-i", nodeIF, "-d", natOutside, "-p", proto, "--dport", fmt.Sprint(outTURN),
 				"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", j.allocIP, turnInside))
-			iptables(t, "raw", "OUTPUT", "-d", nodeIP, "-p", proto, "--dport", fmt.Sprint(j.turn), "-j", "DROP")
+			node.iptables(t, "raw", "PREROUTING", "-i", nodeIF, "-d", nodeIP, "-p", proto, "--dport", fmt.Sprint(j.turn), "-j", "DROP")
 		}
-		iptables(t, "nat", "OUTPUT", "-d", natOutside, "-p", "tcp", "--dport", fmt.Sprint(outHTTP),
+		node.iptables(t, "nat", "PREROUTING", "-i", nodeIF, "-d", natOutside, "-p", "tcp", "--dport", fmt.Sprint(outHTTP),
 			"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", j.allocIP, httpInside))
-		iptables(t, "raw", "OUTPUT", "-d", nodeIP, "-p", "tcp", "--dport", fmt.Sprint(j.http), "-j", "DROP")
+		node.iptables(t, "raw", "PREROUTING", "-i", nodeIF, "-d", nodeIP, "-p", "tcp", "--dport", fmt.Sprint(j.http), "-j", "DROP")
 		j.address = fmt.Sprintf("%s:%d", natOutside, outHTTP)
 		j.waitReady(t, plain)
-		unreachable(t, fmt.Sprintf("%s:%d", nodeIP, j.http))
+		unreachable(t, pn.players, fmt.Sprintf("%s:%d", nodeIP, j.http))
 
 		turnAt := fmt.Sprintf("%s:%d", natOutside, outTURN)
 		p, s, d := j.play(t, br, plain, "remap-relay", "&ForceTURN=true")
@@ -613,7 +632,7 @@ func TestNetwork(t *testing.T) {
 		if code, body, err := (&netJob{scheme: "http", address: j.address}).get(plain, "/"); err == nil && code == http.StatusOK {
 			t.Fatalf("plain HTTP on the TLS player port answered 200: %.200s", body)
 		}
-		if cn, err := pki.servedCert(j.address); err != nil || cn != "first" {
+		if cn, err := pki.servedCertIn(pn.players, j.address); err != nil || cn != "first" {
 			t.Fatalf("certificate served: %q, %v; want first", cn, err)
 		}
 		p, s, d := j.play(t, br, trusted, "tls-1", "")
@@ -625,7 +644,7 @@ func TestNetwork(t *testing.T) {
 		a.putVar(t, "nomad/jobs/"+name, map[string]string{"cert": cert2, "key": key2})
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			cn, err := pki.servedCert(j.address)
+			cn, err := pki.servedCertIn(pn.players, j.address)
 			if err == nil && cn == "second" {
 				break
 			}
