@@ -149,6 +149,37 @@ func TestBenchVisitors(t *testing.T) {
 
 	var warm *visitorsReport
 	var compare []string
+	var cold []coldRun
+	// The tables are printed however the run ends: a phase that fails
+	// leaves the figures of the others.
+	defer func() {
+		fmt.Println("| visitors through the gateway (3-agent cluster, stand-in sending the pre-encoded clip) | p50 | p95 | p99 | ok | fps p50 | freezes |")
+		fmt.Println("|---|---|---|---|---|---|---|")
+		for _, r := range rows {
+			fmt.Printf("| %s | %s |\n", r.name, r.cells)
+		}
+		if len(compare) > 0 {
+			fmt.Println()
+			fmt.Println("| visitors together: moment (p50, ms after arrival) | Chromium | bench/visitors |")
+			fmt.Println("|---|---|---|")
+			for _, l := range compare {
+				fmt.Println(l)
+			}
+		}
+		if warm != nil {
+			fmt.Println()
+			fmt.Printf("| warm pool, %d visitors together: each stage's own time | p50 | p95 | p99 |\n", n)
+			fmt.Println("|---|---|---|---|")
+			for _, st := range []string{"page", "assets", "websocket", "config", "offer", "answer", "ice_connected", "dtls_connected", "first_packet", "first_keyframe"} {
+				d := warm.StageMS[st]
+				fmt.Printf("| %s | %.0f ms | %.0f ms | %.0f ms |\n", st, d.P50, d.P95, d.P99)
+			}
+		}
+		if len(cold) > 0 {
+			fmt.Println()
+			printColdTable(cold)
+		}
+	}()
 	if phase("warm") {
 		g := pool(n, n)
 		r := runVisitors(t, g.urls[0]+gwPage, "-n", strconv.Itoa(n), "-watch", "3s")
@@ -193,6 +224,18 @@ func TestBenchVisitors(t *testing.T) {
 		add(fmt.Sprintf("queue: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
 		rows = append(rows, row{"queue hand-over: session end (visitor left, idle_timeout 1s, next dispatch) to the next visitor's first keyframe", fmt.Sprintf("%s | %d | - | -", r.HandoverMS.ms(), r.HandoverMS.N)})
 	}
+	if phase("cold") {
+		g := pool(0, 1)
+		for i := 0; i < 5; i++ {
+			c.server.eventually(3*time.Minute, "the pool to be empty", func() bool { return len(g.sessions(0)) == 0 })
+			r := runVisitors(t, g.urls[0]+gwPage, "-n", "1", "-watch", "1s", "-timeout", "3m")
+			if r.OK != 1 || len(r.Visits) != 1 {
+				t.Fatalf("cold visitor %d: %+v", i, r.Errors)
+			}
+			cold = append(cold, coldMarks(t, c, r))
+		}
+	}
+
 	if phase("handover-return") {
 		// The same with return_to_pool: a session whose visitor left is
 		// free again at once, no new dispatch.
@@ -222,45 +265,6 @@ func TestBenchVisitors(t *testing.T) {
 		r := runVisitors(t, g.urls[0]+gwPage, "-arrival", "queue", "-n", "6", "-hold", "2s", "-watch", "2s", "-timeout", "5m")
 		add(fmt.Sprintf("queue, return_to_pool: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
 		rows = append(rows, row{"queue hand-over, return_to_pool: visitor left to the next visitor's first keyframe", fmt.Sprintf("%s | %d | - | -", r.HandoverMS.ms(), r.HandoverMS.N)})
-	}
-	var cold []coldRun
-	if phase("cold") {
-		g := pool(0, 1)
-		for i := 0; i < 5; i++ {
-			c.server.eventually(3*time.Minute, "the pool to be empty", func() bool { return len(g.sessions(0)) == 0 })
-			r := runVisitors(t, g.urls[0]+gwPage, "-n", "1", "-watch", "1s", "-timeout", "3m")
-			if r.OK != 1 || len(r.Visits) != 1 {
-				t.Fatalf("cold visitor %d: %+v", i, r.Errors)
-			}
-			cold = append(cold, coldMarks(t, c, r))
-		}
-	}
-
-	fmt.Println("| visitors through the gateway (3-agent cluster, stand-in sending the pre-encoded clip) | p50 | p95 | p99 | ok | fps p50 | freezes |")
-	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, r := range rows {
-		fmt.Printf("| %s | %s |\n", r.name, r.cells)
-	}
-	if len(compare) > 0 {
-		fmt.Println()
-		fmt.Println("| visitors together: moment (p50, ms after arrival) | Chromium | bench/visitors |")
-		fmt.Println("|---|---|---|")
-		for _, l := range compare {
-			fmt.Println(l)
-		}
-	}
-	if warm != nil {
-		fmt.Println()
-		fmt.Printf("| warm pool, %d visitors together: each stage's own time | p50 | p95 | p99 |\n", n)
-		fmt.Println("|---|---|---|---|")
-		for _, st := range []string{"page", "assets", "websocket", "config", "offer", "answer", "ice_connected", "dtls_connected", "first_packet", "first_keyframe"} {
-			d := warm.StageMS[st]
-			fmt.Printf("| %s | %.0f ms | %.0f ms | %.0f ms |\n", st, d.P50, d.P95, d.P99)
-		}
-	}
-	if len(cold) > 0 {
-		fmt.Println()
-		printColdTable(cold)
 	}
 }
 
