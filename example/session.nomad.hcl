@@ -29,7 +29,7 @@ variable "streamer" {
 variable "clip" {
   type        = string
   default     = ""
-  description = "Stand-in only: absolute path of a VP8 IVF clip (make clip) sent from memory instead of encoding the display (-StandInClip)."
+  description = "Stand-in only: absolute path of a VP8 IVF clip (make clip) sent from memory instead of encoding the display (-StandInClip); keep it in the executable's directory, which the session's sandbox shows the app."
 }
 
 variable "pool" {
