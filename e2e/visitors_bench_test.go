@@ -338,7 +338,10 @@ var coldColumns = []struct{ key, label string }{
 	{"signalling", "driver: signalling + TURN listening"},
 	{"app", "driver: app started"},
 	{"stream", "stand-in: streamer identified (stream ready)"},
+	{"started", "Nomad: task started (StartTask returned)"},
 	{"registered", "gateway: saw the service registration"},
+	{"confirmed", "gateway: Nomad says the allocation runs (blocking query)"},
+	{"free", "gateway: the session's claim state says free and ready (blocking read)"},
 	{"assigned", "gateway: saw it ready, claimed, told the visitor (queue event)"},
 	{"page", "visitor: page loaded"},
 	{"websocket", "visitor: signalling WebSocket open"},
@@ -347,7 +350,7 @@ var coldColumns = []struct{ key, label string }{
 	{"first_keyframe", "visitor: first complete keyframe"},
 }
 
-var gwLogLine = regexp.MustCompile(`^(\S+) \[INFO\]\s+gateway[.\w]*: (dispatched a session|session registered): .*?(job|alloc)=(\S+)`)
+var gwLogLine = regexp.MustCompile(`^(\S+) \[INFO\]\s+gateway[.\w]*: (dispatched a session|session registered|session confirmed|session free and ready)[^:]*: .*?(job|alloc)=(\S+)`)
 
 // coldMarks joins one cold visitor's times with the session's task events
 // and the gateway's log (one machine, one clock).
@@ -407,10 +410,8 @@ func coldMarks(t *testing.T, c *cluster, r visitorsReport) coldRun {
 			if err != nil {
 				continue
 			}
-			key := "dispatched"
-			if g[2] == "session registered" {
-				key = "registered"
-			}
+			key := map[string]string{"dispatched a session": "dispatched", "session registered": "registered",
+				"session confirmed": "confirmed", "session free and ready": "free"}[g[2]]
 			m[key] = rel(at)
 		}
 	}

@@ -77,13 +77,16 @@ type Allocation struct {
 	}
 }
 
-// Allocation reads one allocation.
-func (c *Client) Allocation(ctx context.Context, id string) (*Allocation, error) {
+// AllocationAfter reads one allocation; with index > 0 it is a blocking
+// query that answers when the allocation changes past index or after
+// wait. It returns the index to block on next.
+func (c *Client) AllocationAfter(ctx context.Context, id string, index uint64, wait time.Duration) (*Allocation, uint64, error) {
 	var out Allocation
-	if _, err := c.do(ctx, http.MethodGet, "/v1/allocation/"+url.PathEscape(id), nil, nil, &out); err != nil {
-		return nil, fmt.Errorf("allocation %s: %w", id, err)
+	idx, err := c.do(ctx, http.MethodGet, "/v1/allocation/"+url.PathEscape(id), blocking(index, wait), nil, &out)
+	if err != nil {
+		return nil, 0, fmt.Errorf("allocation %s: %w", id, err)
 	}
-	return &out, nil
+	return &out, idx, nil
 }
 
 // DispatchResponse is what a dispatch returns.

@@ -228,15 +228,36 @@ func (p *Pool) liveLocked(s *Session, _ time.Time) bool {
 // verify asks Nomad whether s's allocation is what its registration says:
 // a running allocation of a live child of the session job, in the gateway's
 // namespace, on the node named. Only then does the gateway talk to it.
+// Nomad registers a session's service as its task starts, before the
+// client reports the allocation running: an allocation of the gateway's
+// own job that is not running yet is watched with blocking queries, so
+// the gateway trusts it the moment it runs (a cold start waits for that).
 func (p *Pool) verify(ctx context.Context, s Session) {
-	actx, cancel := context.WithTimeout(ctx, p.cfg.Tuning.NomadTimeout)
-	al, err := p.nomad.Allocation(actx, s.AllocID)
-	cancel()
+	var index uint64
+	for {
+		wait := time.Duration(0)
+		if index > 0 {
+			wait = p.cfg.Tuning.BlockWait
+		}
+		actx, cancel := context.WithTimeout(ctx, p.cfg.Tuning.NomadTimeout+wait)
+		al, next, err := p.nomad.AllocationAfter(actx, s.AllocID, index, wait)
+		cancel()
+		if !p.verified(s, al, err) || ctx.Err() != nil {
+			return
+		}
+		index = next
+	}
+}
+
+// verified applies one allocation lookup; true means look again (the
+// allocation is the gateway's own but not running yet, and the session is
+// still registered).
+func (p *Pool) verified(s Session, al *nomad.Allocation, err error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur, ok := p.sessions[s.AllocID]
 	if !ok {
-		return
+		return false
 	}
 	cur.checking = false
 	var apiErr *nomad.APIError
@@ -245,25 +266,29 @@ func (p *Pool) verify(ctx context.Context, s Session) {
 		err = errors.New("no such allocation in Nomad")
 	case err != nil:
 		p.log.Warn("checking a session's allocation failed; will retry", "alloc", s.AllocID, "error", err)
-		return
+		return false
 	}
 	if err == nil {
 		err = ownAllocation(al, s, p.cfg.Job, p.cfg.Namespace)
 	}
 	if errors.Is(err, errNotRunning) {
-		// Nomad registers services as the task starts, before the client
-		// reports the allocation running: ask again at the next round.
-		return
+		if al.ClientStatus != "pending" {
+			return false // complete, failed, lost: its registration goes too
+		}
+		cur.checking = true // a blocking query follows it until it runs
+		return true
 	}
 	if err != nil {
 		cur.foreign = true
 		p.m.ForeignRegistrations.Inc()
 		p.log.Warn("ignoring a registration of the session service that is not this gateway's session", "service", p.cfg.Service,
 			"alloc", s.AllocID, "job", s.JobID, "reason", err)
-		return
+		return false
 	}
 	cur.own = true
+	p.log.Info("session confirmed: a running allocation of the session job", "alloc", s.AllocID)
 	p.notifyLocked()
+	return false
 }
 
 // ownAllocation says why al is not the gateway's session s claims to be,
@@ -645,6 +670,9 @@ func (p *Pool) applyState(allocID string, st *claim.Response, err error) {
 		cur.Ready, cur.State, cur.Visitor, cur.Subject, cur.Address, cur.Claim, cur.Quality = st.Ready, string(st.State), st.Visitor, st.Subject, st.Address, st.Claim, st.Quality
 		if cur.State == "" {
 			cur.State = Starting
+		}
+		if cur.State == Free && cur.Ready && (before.State != Free || !before.Ready) {
+			p.log.Info("session free and ready", "alloc", allocID)
 		}
 		if cur.State == Free && cur.Ready {
 			if t, ok := p.started[cur.JobID]; ok {
