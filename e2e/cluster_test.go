@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,7 +81,7 @@ server {
 }
 `, rpc)
 	c.srvNode = srv
-	c.server = &agent{t: t, dir: srv.dir, addr: srv.addr}
+	c.server = &agent{t: t, dir: srv.dir, addr: srv.addr, http: http.DefaultClient}
 	for i, class := range []string{"c1", "c2"} {
 		lo := 21000 + i*3000
 		plugins := filepath.Join(dir, class, "plugins")
