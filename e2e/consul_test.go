@@ -326,9 +326,16 @@ func TestConsulService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var streamers []string
-		err = json.NewDecoder(resp.Body).Decode(&streamers)
+		// Wilbur's shape: one object per streamer.
+		var listed []struct {
+			StreamerID string `json:"streamerId"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&listed)
 		resp.Body.Close()
+		var streamers []string
+		for _, l := range listed {
+			streamers = append(streamers, l.StreamerID)
+		}
 		if err != nil || !slices.Equal(streamers, []string{id}) {
 			t.Fatalf("session streams %v (%v), consul advertises %s", streamers, err, id)
 		}
