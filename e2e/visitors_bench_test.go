@@ -219,6 +219,7 @@ func TestBenchVisitors(t *testing.T) {
 		rows = append(rows, row{"Poisson: time in the queue (queued visitors)", fmt.Sprintf("%s | %d queued | - | -", r.QueueMS.ms(), r.Queued)})
 	}
 	if phase("handover") {
+		stopSessions(t, c) // free ones left by earlier phases would take the queue
 		g := pool(2, 2)
 		r := runVisitors(t, g.urls[0]+gwPage, "-arrival", "queue", "-n", "6", "-hold", "2s", "-watch", "2s", "-timeout", "5m")
 		add(fmt.Sprintf("queue: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
@@ -241,31 +242,38 @@ func TestBenchVisitors(t *testing.T) {
 		// free again at once, no new dispatch.
 		c.nomadOut("job", "run", "-detach", "-var", "pool=true", "-var", "streamer="+bin("streamer"), "-var", "clip="+clip,
 			"-var", "idle_timeout=1s", "-var", "cpu=100", "-var", "return_to_pool=true", "../example/session.nomad.hcl")
-		// Sessions of the earlier version would be claimed first: stop them.
-		var kids []struct{ ID, Status string }
-		_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &kids)
-		var stopped []string
-		for _, k := range kids {
-			if k.Status != "dead" {
-				_, _ = c.server.nomadErr("job", "stop", "-detach", k.ID)
-				stopped = append(stopped, k.ID)
-			}
-		}
-		c.server.eventually(3*time.Minute, "the earlier sessions to stop", func() bool {
-			var now []struct{ ID, Status string }
-			_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &now)
-			for _, k := range now {
-				if k.Status != "dead" && slices.Contains(stopped, k.ID) {
-					return false
-				}
-			}
-			return true
-		})
+		stopSessions(t, c) // the earlier version's would be claimed first
 		g := pool(2, 2)
 		r := runVisitors(t, g.urls[0]+gwPage, "-arrival", "queue", "-n", "6", "-hold", "2s", "-watch", "2s", "-timeout", "5m")
 		add(fmt.Sprintf("queue, return_to_pool: 6 visitors (%d queued), 2 sessions, each leaves 2s after its first keyframe", r.Queued), r)
 		rows = append(rows, row{"queue hand-over, return_to_pool: visitor left to the next visitor's first keyframe", fmt.Sprintf("%s | %d | - | -", r.HandoverMS.ms(), r.HandoverMS.N)})
 	}
+}
+
+// stopSessions stops the gateway (it would dispatch replacements) and
+// every session of the pool job, and waits until they are gone.
+func stopSessions(t *testing.T, c *cluster) {
+	t.Helper()
+	_, _ = c.server.nomadErr("job", "stop", "-purge", "pixelstream-gateway")
+	var kids []struct{ ID, Status string }
+	_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &kids)
+	var stopped []string
+	for _, k := range kids {
+		if k.Status != "dead" {
+			_, _ = c.server.nomadErr("job", "stop", "-detach", k.ID)
+			stopped = append(stopped, k.ID)
+		}
+	}
+	c.server.eventually(3*time.Minute, "the earlier sessions to stop", func() bool {
+		var now []struct{ ID, Status string }
+		_ = c.server.api("/v1/jobs?prefix=pixelstream-session/dispatch-", &now)
+		for _, k := range now {
+			if k.Status != "dead" && slices.Contains(stopped, k.ID) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // chromiumVisitors opens k gateway visitors in Chromium at once and
