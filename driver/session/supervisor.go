@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,6 +52,7 @@ type supervisor struct {
 
 	display *display.Display
 	audio   *audio.Stack
+	audioMu sync.Mutex // audio is set once the stack is up; restarts read it from the stack's goroutines
 	stream  *stream
 	app     *exec.Cmd
 	appTail *logline.Writer
@@ -97,6 +99,14 @@ func Run(cfg *sessionapi.Config, state net.Listener, result *os.File, stderr io.
 }
 
 func (s *supervisor) start() error {
+	// The audio stack needs no display: it starts beside Xvfb, and the two
+	// cost the longer of their start-ups, not the sum (the largest part of
+	// a cold session's start before the app).
+	var audioDone chan audioStarted
+	if s.cfg.Task.Audio {
+		audioDone = make(chan audioStarted, 1)
+		go func() { audioDone <- s.startAudioStack() }()
+	}
 	res, _ := config.ParseResolution(s.cfg.Task.Resolution)
 	ctx, cancel := context.WithTimeout(context.Background(), displayStartTimeout)
 	defer cancel()
@@ -105,22 +115,23 @@ func (s *supervisor) start() error {
 		AuthFile: s.cfg.UserPath(sessionapi.AuthFile), Log: s.stderr, Logger: s.logger.Named("display"),
 	})
 	if err != nil {
+		// The audio stack, once up, is teardown's to stop.
+		_ = s.awaitAudio(audioDone)
 		return fmt.Errorf("start display: %w", err)
 	}
 	s.display = d
 	s.store.setComponent(sessionapi.Component{Name: "xvfb", Pid: d.Pid(), State: "running"})
 	if s.cfg.Task.Render != config.RenderNone {
 		if err := requireGLX(d); err != nil {
+			_ = s.awaitAudio(audioDone)
 			return err
 		}
 	}
 	s.store.update(func(st *sessionapi.State) { st.Display = d.Name() })
 	s.store.emit(sessionapi.EventDisplayReady, fmt.Sprintf("Display %s ready (%s)", d.Name(), res), map[string]string{"display": d.Name()})
 
-	if s.cfg.Task.Audio {
-		if err := s.startAudio(); err != nil {
-			return err
-		}
+	if err := s.awaitAudio(audioDone); err != nil {
+		return err
 	}
 
 	// Signalling (and TURN) listen before the app starts, so the streamer
@@ -156,7 +167,16 @@ func requireGLX(d *display.Display) error {
 	return nil
 }
 
-func (s *supervisor) startAudio() error {
+// audioStarted is what starting the audio stack came to.
+type audioStarted struct {
+	stack *audio.Stack
+	err   error
+	took  time.Duration
+}
+
+// startAudioStack starts the PipeWire stack; it runs beside the display's
+// start, so it only reports, and awaitAudio publishes.
+func (s *supervisor) startAudioStack() audioStarted {
 	ctx, cancel := context.WithTimeout(context.Background(), audioStartTimeout)
 	defer cancel()
 	t0 := time.Now()
@@ -171,17 +191,36 @@ func (s *supervisor) startAudio() error {
 			s.publishAudio()
 		},
 	})
-	if err != nil {
-		return fmt.Errorf("start audio: %w", err)
+	return audioStarted{stack: st, err: err, took: time.Since(t0)}
+}
+
+// awaitAudio waits for the audio stack's start (nil: the task has no
+// audio), keeps the stack for teardown and reports it.
+func (s *supervisor) awaitAudio(done <-chan audioStarted) error {
+	if done == nil {
+		return nil
 	}
-	s.audio = st
+	r := <-done
+	if r.err != nil {
+		return fmt.Errorf("start audio: %w", r.err)
+	}
+	s.audioMu.Lock()
+	s.audio = r.stack
+	s.audioMu.Unlock()
 	s.publishAudio()
-	s.store.emit(sessionapi.EventAudioReady, fmt.Sprintf("Audio ready in %s (PipeWire, default sink %s)", time.Since(t0).Round(time.Millisecond), audio.SinkName), nil)
+	s.store.emit(sessionapi.EventAudioReady, fmt.Sprintf("Audio ready in %s (PipeWire, default sink %s)", r.took.Round(time.Millisecond), audio.SinkName), nil)
 	return nil
 }
 
 func (s *supervisor) publishAudio() {
-	for _, c := range s.audio.Components() {
+	// An audio restart may report from the stack's own goroutine.
+	s.audioMu.Lock()
+	st := s.audio
+	s.audioMu.Unlock()
+	if st == nil {
+		return
+	}
+	for _, c := range st.Components() {
 		s.store.setComponent(sessionapi.Component{Name: c.Name, Pid: c.PID, State: c.State})
 	}
 }
