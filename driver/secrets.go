@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/pixelstream/nomad-driver-pixelstream/config"
@@ -87,18 +88,9 @@ func readableBy(mode fs.FileMode, st *syscall.Stat_t, uid, gid int, groups []int
 	switch {
 	case int(st.Uid) == uid:
 		return mode&0o400 != 0
-	case int(st.Gid) == gid || containsInt(groups, int(st.Gid)):
+	case int(st.Gid) == gid || slices.Contains(groups, int(st.Gid)):
 		return mode&0o040 != 0
 	default:
 		return mode&0o004 != 0
 	}
-}
-
-func containsInt(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
